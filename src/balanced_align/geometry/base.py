@@ -1,0 +1,89 @@
+"""The interface shared by every transform family an STN can drive.
+
+A family maps points of the *aligned* (output) frame to the *source* (input) frame,
+f: aligned -> source, all in normalised coordinates (DESIGN §2). This is the direction
+``grid_sample`` needs: the sampling grid holds, for each output pixel p, the source point f(p).
+
+Parameters of one transform have shape ``family.param_shape``; a batch has shape
+(B, *param_shape). LocNet predicts ``family.num_params`` numbers per image which are
+reshaped to (B, *param_shape).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+
+@dataclass
+class InversePoints:
+    """Result of inverting a warp at given source points.
+
+    points: (B, P, 2) aligned-frame points y with f(y) ≈ x.
+    converged: (B, P) bool; False where the solver did not reach its tolerance
+        (always True for the exact inverses of affine and projective maps).
+    """
+
+    points: Tensor
+    converged: Tensor
+
+    @property
+    def num_failed(self) -> int:
+        return int((~self.converged).sum())
+
+
+class TransformFamily(nn.Module):
+    """Abstract base of :class:`Affine`, :class:`Projective` and :class:`ThinPlateSpline`."""
+
+    #: shape of one transform's parameters
+    param_shape: tuple[int, ...]
+
+    @property
+    def num_params(self) -> int:
+        n = 1
+        for d in self.param_shape:
+            n *= d
+        return n
+
+    def identity_params(self) -> Tensor:
+        """Parameters of the identity warp, shape ``param_shape`` (float32)."""
+        raise NotImplementedError
+
+    def grid(self, params: Tensor, size: tuple[int, int]) -> Tensor:
+        """Sampling grid (B, H, W, 2) in normalised (x, y) for an output of ``size`` = (H, W)."""
+        raise NotImplementedError
+
+    def warp_points(self, params: Tensor, points: Tensor) -> Tensor:
+        """f(points): aligned -> source. points (B, P, 2) or (P, 2) -> (B, P, 2)."""
+        raise NotImplementedError
+
+    def inverse_points(self, params: Tensor, points: Tensor) -> InversePoints:
+        """f⁻¹(points): source -> aligned. points (B, P, 2) or (P, 2)."""
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"param_shape={self.param_shape}"
+
+
+def expand_points(points: Tensor, batch: int) -> Tensor:
+    """Broadcast (P, 2) points to (B, P, 2); pass (B, P, 2) through."""
+    if points.dim() == 2:
+        return points.unsqueeze(0).expand(batch, -1, -1)
+    if points.dim() != 3 or points.shape[-1] != 2:
+        raise ValueError(f"points must be (P, 2) or (B, P, 2), got {tuple(points.shape)}")
+    return points
+
+
+def sample(tensor: Tensor, grid: Tensor, padding_mode: str = "zeros") -> Tensor:
+    """Bilinear ``grid_sample`` with the project's convention (align_corners=False)."""
+    return nn.functional.grid_sample(
+        tensor,
+        grid.to(tensor.dtype),
+        mode="bilinear",
+        padding_mode=padding_mode,
+        align_corners=False,
+    )
+
+
+__all__ = ["InversePoints", "TransformFamily", "expand_points", "sample"]

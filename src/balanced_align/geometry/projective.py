@@ -1,0 +1,98 @@
+"""Projective (8 dof) and affine (6 dof) warps, aligned -> source in normalised coordinates."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .base import InversePoints, TransformFamily, expand_points
+from .coords import normalized_meshgrid
+from .precision import full_precision
+
+# A point whose homogeneous w is this close to 0 maps to infinity: reported as not converged.
+_MIN_W = 1e-8
+
+
+def _homogeneous_apply(matrix: Tensor, points: Tensor) -> tuple[Tensor, Tensor]:
+    """Apply (B, 3, 3) to (B, P, 2): returns the dehomogenised points and w (B, P)."""
+    ones = torch.ones_like(points[..., :1])
+    mapped = torch.cat([points, ones], dim=-1) @ matrix.transpose(1, 2)
+    w = mapped[..., 2]
+    return mapped[..., :2] / w.unsqueeze(-1), w
+
+
+class Projective(TransformFamily):
+    """Homography with h₃₃ = 1: params (8,) = [h₁₁ h₁₂ h₁₃ h₂₁ h₂₂ h₂₃ h₃₁ h₃₂]."""
+
+    param_shape = (8,)
+
+    def identity_params(self) -> Tensor:
+        return torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
+
+    def matrix(self, params: Tensor) -> Tensor:
+        """(B, 8) -> (B, 3, 3)."""
+        if params.dim() != 2 or params.shape[1] != 8:
+            raise ValueError(f"projective params must be (B, 8), got {tuple(params.shape)}")
+        one = torch.ones_like(params[:, :1])
+        return torch.cat([params, one], dim=1).view(-1, 3, 3)
+
+    @full_precision
+    def grid(self, params: Tensor, size: tuple[int, int]) -> Tensor:
+        height, width = size
+        pixels = normalized_meshgrid(size, device=params.device, dtype=params.dtype)
+        mapped, _ = _homogeneous_apply(self.matrix(params), pixels.view(1, -1, 2))
+        return mapped.view(-1, height, width, 2)
+
+    @full_precision
+    def warp_points(self, params: Tensor, points: Tensor) -> Tensor:
+        points = expand_points(points, params.shape[0]).to(params.dtype)
+        return _homogeneous_apply(self.matrix(params), points)[0]
+
+    @torch.no_grad()
+    @full_precision
+    def inverse_points(self, params: Tensor, points: Tensor) -> InversePoints:
+        """Exact inverse through the inverse matrix (computed in float64)."""
+        inverse = torch.linalg.inv(self.matrix(params.double()))
+        points = expand_points(points, params.shape[0]).double()
+        mapped, w = _homogeneous_apply(inverse, points)
+        converged = (w.abs() > _MIN_W) & torch.isfinite(mapped).all(-1)
+        return InversePoints(points=mapped.to(params.dtype), converged=converged)
+
+
+class Affine(TransformFamily):
+    """Affine map p ↦ M p + t with params (2, 3) = [M | t]."""
+
+    param_shape = (2, 3)
+
+    def identity_params(self) -> Tensor:
+        return torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+    @staticmethod
+    def _check(params: Tensor) -> None:
+        if params.dim() != 3 or tuple(params.shape[1:]) != (2, 3):
+            raise ValueError(f"affine params must be (B, 2, 3), got {tuple(params.shape)}")
+
+    @full_precision
+    def grid(self, params: Tensor, size: tuple[int, int]) -> Tensor:
+        # affine_grid with align_corners=False uses exactly the frame of DESIGN §2.
+        self._check(params)
+        return F.affine_grid(params, [params.shape[0], 1, *size], align_corners=False)
+
+    @full_precision
+    def warp_points(self, params: Tensor, points: Tensor) -> Tensor:
+        self._check(params)
+        points = expand_points(points, params.shape[0]).to(params.dtype)
+        return points @ params[:, :, :2].transpose(1, 2) + params[:, :, 2].unsqueeze(1)
+
+    @torch.no_grad()
+    @full_precision
+    def inverse_points(self, params: Tensor, points: Tensor) -> InversePoints:
+        """Exact inverse x ↦ M⁻¹ (x − t), in float64."""
+        self._check(params)
+        params64 = params.double()
+        points = expand_points(points, params.shape[0]).double()
+        shifted = points - params64[:, :, 2].unsqueeze(1)
+        mapped = torch.linalg.solve(params64[:, :, :2], shifted.transpose(1, 2)).transpose(1, 2)
+        converged = torch.isfinite(mapped).all(-1)
+        return InversePoints(points=mapped.to(params.dtype), converged=converged)
