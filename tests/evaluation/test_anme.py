@@ -80,3 +80,30 @@ def test_bad_inputs_raise_clear_errors():
         anme(np.zeros((3, 68, 2)), IBUG68)
     with pytest.raises(ValueError, match="unknown landmark schema"):
         anme(x, "nope")
+
+
+def test_point_mask_matches_direct_numpy_formula():
+    """With an (N, S) mask each landmark averages over the faces where it is valid."""
+    rng = np.random.default_rng(5)
+    template, _ = _faces(n=1)
+    y = rng.normal(size=(12, 68, 2)) + template
+    mask = rng.random((12, 68)) > 0.2
+    mask[:, list(IBUG68.left_eye) + list(IBUG68.right_eye)] = True
+    mask[3, 40] = False  # this face's eyes are incomplete: it leaves d's average
+    eyes_ok = mask[:, list(IBUG68.left_eye) + list(IBUG68.right_eye)].all(1)
+    left = y[:, list(IBUG68.left_eye)].mean(1)
+    right = y[:, list(IBUG68.right_eye)].mean(1)
+    d = np.linalg.norm(left - right, axis=1)[eyes_ok].mean()
+    terms = []
+    for s in range(68):
+        rows = y[mask[:, s], s]
+        terms.append(np.linalg.norm(rows - rows.mean(0), axis=1).mean() / d)
+    expected = np.mean(terms)
+    assert anme(torch.from_numpy(y), "ibug68", valid=torch.from_numpy(mask)) == pytest.approx(
+        expected, rel=1e-12
+    )
+    # a full mask equals no mask
+    full = torch.ones(12, 68, dtype=torch.bool)
+    assert anme(torch.from_numpy(y), "ibug68", valid=full) == pytest.approx(
+        anme(torch.from_numpy(y), "ibug68"), rel=1e-12
+    )

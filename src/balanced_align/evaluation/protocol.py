@@ -143,8 +143,8 @@ def evaluate_protocol(
         yaw: (N,) degrees (needed for per-pose).
         aligned_landmarks: optional (N, S, 2) deformed landmarks for ANME (needs ``schema``).
         schema: landmark schema (or name) of ``aligned_landmarks``.
-        valid: optional (N,) bool, False for faces left out of ANME (failed inverse warps);
-            ignored without ``aligned_landmarks``.
+        valid: optional (N,) or (N, S) bool, False for faces or points left out of ANME
+            (failed inverse warps); ignored without ``aligned_landmarks``.
 
     Returns:
         Flat metrics: ``verif_acc``, ``verif_acc_std``, ``verif_auc``, ``tar@far=1e-1`` …,
@@ -222,7 +222,11 @@ def evaluate_protocol(
             raise ValueError(
                 f"aligned_landmarks: expected shape ({n}, S, 2), got {tuple(lmk.shape)}"
             )
-        mask = None if valid is None else vector(valid, "valid", n)
+        mask = None
+        if valid is not None:  # (N,) per face or (N, S) per point
+            mask = as_tensor(valid, "valid")
+            if mask.shape[0] != n:
+                raise ValueError(f"valid: expected {n} rows, got {tuple(mask.shape)}")
         if protocol.anme_indices is not None:
             sel = torch.as_tensor(np.asarray(protocol.anme_indices, dtype=np.int64))
             lmk = lmk[sel.to(lmk.device)]

@@ -23,15 +23,24 @@ class InversePoints:
 
     points: (B, P, 2) aligned-frame points y with f(y) ≈ x.
     converged: (B, P) bool; False where the solver did not reach its tolerance
-        (always True for the exact inverses of affine and projective maps).
+        (always True for the exact inverses of affine and projective maps, except where a
+        projective map sends the point to infinity).
+    folded: (B, P) bool or None; True where the warp folds over at the solution
+        (det ∂f/∂y ≤ 0), so the point may have other preimages. None for families that
+        cannot fold.
     """
 
     points: Tensor
     converged: Tensor
+    folded: Tensor | None = None
 
     @property
     def num_failed(self) -> int:
         return int((~self.converged).sum())
+
+    @property
+    def num_folded(self) -> int:
+        return 0 if self.folded is None else int(self.folded.sum())
 
 
 class TransformFamily(nn.Module):
@@ -59,8 +68,13 @@ class TransformFamily(nn.Module):
         """f(points): aligned -> source. points (B, P, 2) or (P, 2) -> (B, P, 2)."""
         raise NotImplementedError
 
-    def inverse_points(self, params: Tensor, points: Tensor) -> InversePoints:
-        """f⁻¹(points): source -> aligned. points (B, P, 2) or (P, 2)."""
+    def inverse_points(
+        self, params: Tensor, points: Tensor, initial: Tensor | None = None
+    ) -> InversePoints:
+        """f⁻¹(points): source -> aligned. points (B, P, 2) or (P, 2).
+
+        ``initial`` (same shape) is a starting guess for iterative inverses.
+        """
         raise NotImplementedError
 
     def extra_repr(self) -> str:

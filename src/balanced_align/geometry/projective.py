@@ -51,8 +51,10 @@ class Projective(TransformFamily):
 
     @torch.no_grad()
     @full_precision
-    def inverse_points(self, params: Tensor, points: Tensor) -> InversePoints:
-        """Exact inverse through the inverse matrix (computed in float64)."""
+    def inverse_points(
+        self, params: Tensor, points: Tensor, initial: Tensor | None = None
+    ) -> InversePoints:
+        """Exact inverse through the inverse matrix (float64); ``initial`` is not needed."""
         inverse = torch.linalg.inv(self.matrix(params.double()))
         points = expand_points(points, params.shape[0]).double()
         mapped, w = _homogeneous_apply(inverse, points)
@@ -87,8 +89,10 @@ class Affine(TransformFamily):
 
     @torch.no_grad()
     @full_precision
-    def inverse_points(self, params: Tensor, points: Tensor) -> InversePoints:
-        """Exact inverse x ↦ M⁻¹ (x − t), in float64."""
+    def inverse_points(
+        self, params: Tensor, points: Tensor, initial: Tensor | None = None
+    ) -> InversePoints:
+        """Exact inverse x ↦ M⁻¹ (x − t), in float64; ``initial`` is not needed."""
         self._check(params)
         params64 = params.double()
         points = expand_points(points, params.shape[0]).double()

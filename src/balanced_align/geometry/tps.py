@@ -139,20 +139,25 @@ class ThinPlateSpline(TransformFamily):
         self,
         source_points: Tensor,
         points: Tensor,
+        initial: Tensor | None = None,
         max_iterations: int = 50,
         tolerance: float = 1e-6,
     ) -> InversePoints:
-        """Solve f(y) = x for y by Newton's method with the analytic Jacobian.
+        """Solve f(y) = x for y by damped Newton with the analytic Jacobian.
 
-        Runs in float64. Starts from the inverse of the affine part. A point counts as
-        converged when its residual ‖f(y) − x‖ < ``tolerance`` (normalised units) and the
-        Jacobian there has a positive determinant (no fold-over).
+        Runs in float64. Each Newton step is halved (up to 10 times) until it lowers the
+        residual, so the iteration cannot run away on strongly bent warps. A point counts as
+        converged when ‖f(y) − x‖ < ``tolerance`` (normalised units). Where the warp folds
+        over, x can have several preimages; the one found is reported with ``folded`` True
+        (det ∂f/∂y ≤ 0 there).
 
         Args:
             source_points: (B, K, 2).
             points: (B, P, 2) or (P, 2) source-frame points x.
+            initial: optional (B, P, 2) or (P, 2) starting points (e.g. the template points
+                that the landmarks correspond to); default: the inverse of the affine part.
         Returns:
-            InversePoints with points (B, P, 2) in the input dtype and converged (B, P).
+            InversePoints with points (B, P, 2) in the input dtype, converged and folded (B, P).
         """
         out_dtype = source_points.dtype
         coefficients = self.coefficients(source_points.double())
@@ -160,27 +165,48 @@ class ThinPlateSpline(TransformFamily):
         weights, offset, linear = coefficients[:, :k], coefficients[:, k], coefficients[:, k + 1 :]
         # linear[:, j, i] = ∂fᵢ/∂pⱼ of the affine part, so the matrix A (rows i) is its transpose.
         affine = linear.transpose(1, 2)
-        target = expand_points(points, source_points.shape[0]).double()
+        batch = source_points.shape[0]
+        target = expand_points(points, batch).double()
+        parts = (weights, offset, affine)
 
-        y = torch.linalg.solve(affine, (target - offset.unsqueeze(1)).transpose(1, 2))
-        y = y.transpose(1, 2).contiguous()
+        if initial is None:
+            y = torch.linalg.solve(affine, (target - offset.unsqueeze(1)).transpose(1, 2))
+            y = y.transpose(1, 2)
+        else:
+            y = expand_points(initial, batch).double()
+        y = torch.nan_to_num(y.contiguous(), nan=0.0, posinf=0.0, neginf=0.0)
+        residual, jacobian = self._residual_and_jacobian(y, target, *parts)
+        norm = residual.norm(dim=-1)
         for _ in range(max_iterations):
-            residual, jacobian = self._residual_and_jacobian(y, target, weights, offset, affine)
+            if bool((norm < tolerance * 1e-3).all()):
+                break
             step = torch.linalg.solve(jacobian, residual.unsqueeze(-1)).squeeze(-1)
             step = torch.nan_to_num(step, nan=0.0, posinf=0.0, neginf=0.0)
-            y = y - step
-            if bool((step.norm(dim=-1) < tolerance * 1e-2).all()):
+            accepted = torch.zeros_like(norm, dtype=torch.bool)
+            scale = 1.0
+            for _ in range(11):
+                candidate = y - scale * step
+                cand_residual = self._residual_and_jacobian(candidate, target, *parts, False)
+                cand_norm = cand_residual.norm(dim=-1)
+                better = (cand_norm < norm) & ~accepted
+                y = torch.where(better.unsqueeze(-1), candidate, y)
+                accepted |= better
+                if bool(accepted.all()):
+                    break
+                scale *= 0.5
+            residual, jacobian = self._residual_and_jacobian(y, target, *parts)
+            new_norm = residual.norm(dim=-1)
+            if not bool(accepted.any()):
+                norm = new_norm
                 break
-        residual, jacobian = self._residual_and_jacobian(y, target, weights, offset, affine)
-        converged = (
-            (residual.norm(dim=-1) < tolerance)
-            & (torch.linalg.det(jacobian) > 0)
-            & torch.isfinite(y).all(-1)
-        )
-        return InversePoints(points=y.to(out_dtype), converged=converged)
+            norm = new_norm
+        converged = (norm < tolerance) & torch.isfinite(y).all(-1)
+        folded = torch.linalg.det(jacobian) <= 0
+        return InversePoints(points=y.to(out_dtype), converged=converged, folded=folded)
 
-    def _residual_and_jacobian(self, y, target, weights, offset, affine):
-        """f(y) − x (B, P, 2) and ∂f/∂y (B, P, 2, 2) in float64."""
+    def _residual_and_jacobian(self, y, target, weights, offset, affine, with_jacobian=True):
+        """f(y) − x (B, P, 2) and ∂f/∂y (B, P, 2, 2) in float64 (only f(y) − x if not
+        ``with_jacobian``)."""
         centres = self._centres64
         diff = y.unsqueeze(-2) - centres  # (B, P, K, 2)
         q = (diff * diff).sum(-1)
@@ -188,6 +214,8 @@ class ThinPlateSpline(TransformFamily):
         log_q = torch.log(torch.where(positive, q, torch.ones_like(q)))
         phi = torch.where(positive, q * log_q, torch.zeros_like(q))  # (B, P, K)
         value = phi @ weights + offset.unsqueeze(1) + y @ affine.transpose(1, 2)
+        if not with_jacobian:
+            return value - target
         # ∇ₚφ = 2(p − c)(log q + 1), zero at q = 0.
         dphi = torch.where(positive, 2.0 * (log_q + 1.0), torch.zeros_like(q)).unsqueeze(-1) * diff
         # jacobian[b, p, i, j] = A[b, i, j] + Σₖ w[b, k, i] dφ[b, p, k, j]

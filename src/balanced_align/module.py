@@ -1,0 +1,449 @@
+"""BalancedAlignModule: the one place where Lightning meets the method.
+
+It owns the recognizer (IR-ResNet with an STN at the input, at the stage-0 feature map, or
+none), the margin head and the alignment loss, and trains L = L_fr + λ·L_align
+(DESIGN §1). Validation and test embed the evaluation set with flip TTA, gather the rows
+across ranks, and run the protocols the data module describes (verification, MegaFace-style
+rank-1, rank-1 per |yaw| bin, ANME of the alignment the model applies).
+
+Everything is built from plain values (dicts of numbers and strings), so checkpoints hold no
+Hydra objects and notebooks can call ``BalancedAlignModule(num_classes=…)`` directly.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from balanced_align.data.schema import get_schema
+from balanced_align.evaluation import EmbeddingCollector, evaluate_protocol
+from balanced_align.evaluation.embeddings import flip_tta_embeddings
+from balanced_align.losses import AlignmentLoss, build_param_groups
+from balanced_align.models import build_head, build_recognizer
+
+#: Defaults: the paper's model family (STN-TPS-8 at the feature map, λ = 3, AM-Softmax) at a
+#: CPU size. Hydra's configs override any of these keys.
+DEFAULTS: dict[str, dict] = {
+    "model": {
+        "backbone": "iresnet18",
+        "width": 0.25,
+        "input_size": 64,
+        "embedding_dim": 128,
+        "dropout": 0.0,
+        # channels-last convolutions: ~13% faster steps on CPU (oneDNN), the usual choice on GPU
+        "channels_last": True,
+    },
+    "align": {
+        "method": "tps",  # none | affine | projective | tps
+        "tps_grid_size": 8,
+        "location": "fmap",  # fmap | input
+        "locnet_input_size": 32,
+        "locnet_width": 1.0,
+        "padding_mode": "zeros",
+    },
+    "loss": {
+        "lambda": 3.0,
+        "head": "am_softmax",
+        "scale": 64.0,
+        "margin": 0.35,
+        "learn_template": True,
+        "learn_alpha": True,
+        "alpha_init": 0.9,
+        "units": "pixels",
+        "reduction": "mean",
+        "template_checkpoint": None,  # T_fix†: a learned template loaded from a checkpoint
+    },
+    "optim": {
+        "lr": 0.2,  # at batch 256; scaled linearly with the batch size
+        "reference_batch_size": 256,
+        "batch_size": 256,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "nesterov": False,
+        # the paper divides lr by 10 at the start of epochs 13, 18, 23 of 24: the same
+        # fractions of the whole run (in optimiser steps) when the run is shorter or longer
+        "milestones": [12 / 24, 17 / 24, 22 / 24],
+        "gamma": 0.1,
+        "warmup_fraction": 0.0,
+        # lr of the alignment subsystem (LocNet and template T) relative to the rest. With
+        # one lr for everything (1.0) the warp parameters diverge within a few steps here,
+        # and a template that moves 100x faster than the warp drifts into folded warps.
+        "align_lr_scale": 0.01,
+    },
+}
+
+ALIGN_METHODS = ("none", "affine", "projective", "tps")
+LOCATIONS = ("fmap", "input")
+
+
+def merge_config(defaults: Mapping, overrides: Mapping | None, where: str) -> dict:
+    """Defaults updated by ``overrides``; unknown keys are an error naming ``where.key``."""
+    merged = copy.deepcopy(dict(defaults))
+    for key, value in dict(overrides or {}).items():
+        if key not in merged:
+            raise ValueError(f"unknown config key '{where}.{key}'; known: {sorted(merged)}")
+        merged[key] = value
+    return merged
+
+
+def validate_config(model: Mapping, align: Mapping, loss: Mapping, optim: Mapping) -> None:
+    """Raise ValueError naming the key for values the method cannot run with."""
+    if align["method"] not in ALIGN_METHODS:
+        raise ValueError(f"align.method must be one of {ALIGN_METHODS}, got {align['method']!r}")
+    if align["location"] not in LOCATIONS:
+        raise ValueError(f"align.location must be one of {LOCATIONS}, got {align['location']!r}")
+    if align["method"] == "tps" and (
+        not isinstance(align["tps_grid_size"], int) or align["tps_grid_size"] < 2
+    ):
+        raise ValueError(
+            f"align.tps_grid_size must be an integer >= 2, got {align['tps_grid_size']!r}"
+        )
+    lam = loss["lambda"]
+    if not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
+        raise ValueError(f"loss.lambda must be a finite number >= 0, got {lam!r}")
+    if align["method"] == "none" and lam > 0:
+        raise ValueError(
+            "loss.lambda > 0 needs a learned alignment (align.method affine, projective or tps); "
+            "align.method=none has no warp to supervise"
+        )
+    for key in (
+        "lr",
+        "momentum",
+        "weight_decay",
+        "batch_size",
+        "reference_batch_size",
+        "align_lr_scale",
+    ):
+        value = optim[key]
+        if not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"optim.{key} must be a number >= 0, got {value!r}")
+    if not 0 <= optim["warmup_fraction"] < 1:
+        raise ValueError(f"optim.warmup_fraction must be in [0, 1), got {optim['warmup_fraction']}")
+    if sorted(optim["milestones"]) != list(optim["milestones"]) or not all(
+        0 < m < 1 for m in optim["milestones"]
+    ):
+        raise ValueError(
+            f"optim.milestones must be increasing fractions in (0, 1), got {optim['milestones']}"
+        )
+
+
+class BalancedAlignModule(L.LightningModule):
+    """Recognizer + margin head + alignment loss, trained with L = L_fr + λ·L_align.
+
+    Args:
+        num_classes: number of training identities.
+        model, align, loss, optim: dicts overriding :data:`DEFAULTS` (plain values).
+        template_init: (S, 2) initial template in normalised coordinates (e.g. the mean
+            landmarks of frontal training faces, T_fix). If None, the module takes
+            ``datamodule.mean_frontal_landmarks()`` at ``setup``.
+        num_landmarks: S, when ``template_init`` is None (84 for the project's schema).
+        schema: landmark schema name (for ANME's eye indices).
+
+    Batches are dicts: ``image`` (B, 3, H, W) in [−1, 1], ``label`` (B,), ``landmarks``
+    (B, S, 2) normalised source-frame coordinates, ``index`` (B,) and ``yaw`` (B,) for
+    evaluation.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        model: Mapping | None = None,
+        align: Mapping | None = None,
+        loss: Mapping | None = None,
+        optim: Mapping | None = None,
+        template_init=None,
+        num_landmarks: int = 84,
+        schema: str = "lmk84",
+    ) -> None:
+        super().__init__()
+        model = merge_config(DEFAULTS["model"], model, "model")
+        align = merge_config(DEFAULTS["align"], align, "align")
+        loss = merge_config(DEFAULTS["loss"], loss, "loss")
+        optim = merge_config(DEFAULTS["optim"], optim, "optim")
+        validate_config(model, align, loss, optim)
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        if template_init is not None:
+            template_init = torch.as_tensor(template_init, dtype=torch.float32).tolist()
+            num_landmarks = len(template_init)
+        self.save_hyperparameters(
+            {
+                "num_classes": num_classes,
+                "model": model,
+                "align": align,
+                "loss": loss,
+                "optim": optim,
+                "template_init": template_init,
+                "num_landmarks": num_landmarks,
+                "schema": schema,
+            }
+        )
+        self.schema = get_schema(schema)
+        self.lam = float(loss["lambda"])
+        size = model["input_size"]
+        self.image_size = (size, size) if isinstance(size, int) else tuple(size)
+
+        self.recognizer = build_recognizer(
+            backbone=model["backbone"],
+            width=model["width"],
+            input_size=model["input_size"],
+            embedding_dim=model["embedding_dim"],
+            dropout=model["dropout"],
+            align_method=align["method"],
+            tps_grid_size=align["tps_grid_size"],
+            location=align["location"],
+            locnet_input_size=align["locnet_input_size"],
+            locnet_width=align["locnet_width"],
+            padding_mode=align["padding_mode"],
+        )
+        if model["channels_last"]:
+            self.recognizer.to(memory_format=torch.channels_last)
+        head_kwargs = {}
+        if loss["head"] != "softmax":
+            head_kwargs = {"s": loss["scale"], "m": loss["margin"]}
+        self.head = build_head(loss["head"], model["embedding_dim"], num_classes, **head_kwargs)
+
+        self.align_loss: AlignmentLoss | None = None
+        if self.family is not None:
+            loss_kwargs = {
+                "learn_alpha": loss["learn_alpha"],
+                "alpha_init": loss["alpha_init"],
+                "image_size": self.image_size,
+                "units": loss["units"],
+                "reduction": loss["reduction"],
+            }
+            if loss["template_checkpoint"]:  # T_fix†: a learned template, frozen
+                self.align_loss = AlignmentLoss.from_checkpoint(
+                    loss["template_checkpoint"], **loss_kwargs
+                )
+                template_init = self.align_loss.template.tolist()
+            else:
+                initial = (
+                    torch.tensor(template_init)
+                    if template_init is not None
+                    else torch.zeros(num_landmarks, 2)
+                )
+                self.align_loss = AlignmentLoss(
+                    initial, learn_template=loss["learn_template"], **loss_kwargs
+                )
+            self.register_buffer("template_start", self.align_loss.template.detach().clone())
+            self.register_buffer("template_ready", torch.tensor(template_init is not None))
+        self.val_collector = self._collector()
+        self.test_collector = self._collector()
+
+    # -- construction helpers ------------------------------------------------------------
+    def _collector(self) -> EmbeddingCollector:
+        return EmbeddingCollector(
+            extras=("labels", "yaw", "aligned_landmarks", "valid", "folded"), compute_on_cpu=True
+        )
+
+    @property
+    def family(self):
+        return self.recognizer.family
+
+    @property
+    def template(self) -> Tensor | None:
+        return None if self.align_loss is None else self.align_loss.template
+
+    def setup(self, stage: str) -> None:
+        if self.align_loss is None or bool(self.template_ready):
+            return
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        if datamodule is None or not hasattr(datamodule, "mean_frontal_landmarks"):
+            raise ValueError(
+                "BalancedAlignModule: no template_init was given and the data module cannot "
+                "provide mean_frontal_landmarks()"
+            )
+        template = torch.as_tensor(datamodule.mean_frontal_landmarks(), dtype=torch.float32)
+        self.set_template(template)
+
+    @torch.no_grad()
+    def set_template(self, template: Tensor) -> None:
+        """Initialise T (and the drift reference) to ``template`` (S, 2) normalised."""
+        if self.align_loss is None:
+            raise ValueError("this model has no alignment (align.method=none): no template")
+        template = template.to(self.template_start)
+        if template.shape != self.template_start.shape:
+            raise ValueError(
+                f"template has shape {tuple(template.shape)}, expected "
+                f"{tuple(self.template_start.shape)}"
+            )
+        self.align_loss.template.copy_(template)
+        self.template_start.copy_(template)
+        self.template_ready.fill_(True)
+        self.hparams["template_init"] = template.tolist()
+
+    # -- forward ------------------------------------------------------------------------
+    def forward(self, images: Tensor) -> Tensor:
+        """Embeddings (B, D) of images (B, 3, H, W) in [−1, 1] (no TTA, not normalised)."""
+        return self.recognizer(images).embedding
+
+    def embed(self, images: Tensor) -> Tensor:
+        """Flip-TTA embeddings, L2-normalised (DESIGN §5)."""
+        return flip_tta_embeddings(self, images)
+
+    def aligned_landmarks(self, params: Tensor | None, landmarks: Tensor):
+        """Landmarks after the model's deformation, in the aligned frame (for ANME).
+
+        STN: y = f⁻¹(x) by the family's inverse (for TPS, Newton started from the template
+        point of each landmark); no alignment: y = x.
+        Returns (points (B, S, 2), converged (B, S) bool, folded (B, S) bool).
+        """
+        if params is None:
+            ones = torch.ones(landmarks.shape[:2], dtype=torch.bool, device=landmarks.device)
+            return landmarks, ones, ~ones
+        initial = self.template.detach() if self.template is not None else None
+        inverse = self.family.inverse_points(params.float(), landmarks.float(), initial=initial)
+        folded = (
+            inverse.folded if inverse.folded is not None else torch.zeros_like(inverse.converged)
+        )
+        return inverse.points, inverse.converged, folded
+
+    # -- training -----------------------------------------------------------------------
+    def _images(self, batch: dict) -> Tensor:
+        images = batch["image"]
+        if self.hparams.model["channels_last"]:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        images, labels = self._images(batch), batch["label"]
+        output = self.recognizer(images)
+        logits = self.head(output.embedding, labels)
+        loss_fr = F.cross_entropy(logits.float(), labels)
+        total = loss_fr
+        batch_size = images.shape[0]
+        log = {"train/l_fr": loss_fr}
+        if self.align_loss is not None and "landmarks" in batch:
+            if self.lam > 0:
+                align = self.align_loss(self.family, output.params, batch["landmarks"])
+                total = total + self.lam * align.total
+            else:
+                with torch.no_grad():  # λ = 0: the plain STN; L_align is only reported
+                    align = self.align_loss(self.family, output.params, batch["landmarks"])
+            drift = (self.align_loss.template.detach() - self.template_start).norm(dim=-1).mean()
+            log.update(
+                {
+                    "train/l_align": align.total.detach(),
+                    "train/l_lmk": align.lmk.detach(),
+                    "train/l_reg": align.reg.detach(),
+                    "train/alpha_mean": align.alpha.mean(),
+                    "train/alpha_min": align.alpha.min(),
+                    "train/template_drift": drift,
+                }
+            )
+        with torch.no_grad():
+            accuracy = (logits.argmax(dim=1) == labels).float().mean()
+        log["train/acc"] = accuracy
+        log["train/loss"] = total.detach()
+        self.log_dict(log, on_step=True, on_epoch=True, batch_size=batch_size, sync_dist=False)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, batch_size=1)
+        return total
+
+    # -- evaluation ---------------------------------------------------------------------
+    def _evaluation_step(self, batch: dict, collector: EmbeddingCollector) -> None:
+        images = self._images(batch)
+        output = self.recognizer(images)
+        flipped = self.recognizer(torch.flip(images, dims=[3])).embedding
+        embedding = F.normalize((output.embedding + flipped).float(), dim=1)
+        batch_size, num_points = images.shape[0], self.hparams.num_landmarks
+        has = batch.get("has_landmarks")
+        if has is None or not bool(has.any()):
+            # no landmarks (e.g. a folder source): no ANME, rows marked invalid
+            aligned = images.new_zeros(batch_size, num_points, 2)
+            valid = torch.zeros(batch_size, num_points, dtype=torch.bool, device=images.device)
+            folded = valid
+        else:
+            aligned, valid, folded = self.aligned_landmarks(output.params, batch["landmarks"])
+            valid = valid & has.bool()[:, None]
+        collector.update(
+            batch["index"],
+            embedding,
+            labels=batch["label"],
+            yaw=batch["yaw"].float(),
+            aligned_landmarks=aligned.float(),
+            valid=valid,
+            folded=folded & valid,
+        )
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluation_step(batch, self.val_collector)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluation_step(batch, self.test_collector)
+
+    def _evaluation_epoch_end(self, collector: EmbeddingCollector, stage: str) -> None:
+        if self.trainer.sanity_checking:
+            collector.reset()
+            return
+        rows = collector.compute()
+        collector.reset()
+        datamodule = self.trainer.datamodule
+        protocol = getattr(datamodule, f"{stage}_protocol")
+        valid = rows["valid"].bool()
+        metrics = evaluate_protocol(
+            protocol,
+            rows["embeddings"],
+            labels=rows["labels"],
+            yaw=rows["yaw"],
+            aligned_landmarks=rows["aligned_landmarks"] if bool(valid.any()) else None,
+            schema=self.schema,
+            valid=valid,
+        )
+        if bool(valid.any()):
+            # fractions of evaluation landmarks whose inverse warp failed / lies on a fold
+            metrics["anme_failed_frac"] = float((~valid).float().mean())
+            metrics["folded_frac"] = float(rows["folded"].float().mean())
+        logged = {f"{stage}/{k}": float(v) for k, v in metrics.items()}
+        # every rank computed the same numbers from the gathered rows: no further reduction
+        self.log_dict(logged, sync_dist=False, rank_zero_only=False)
+
+    def on_validation_epoch_end(self) -> None:
+        self._evaluation_epoch_end(self.val_collector, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self._evaluation_epoch_end(self.test_collector, "test")
+
+    # -- optimisation -------------------------------------------------------------------
+    def configure_optimizers(self):
+        optim = self.hparams.optim
+        lr = optim["lr"] * optim["batch_size"] / optim["reference_batch_size"]
+        # the alignment subsystem (LocNet + template) learns at lr × align_lr_scale
+        align_params = []
+        if self.recognizer.stn is not None:
+            align_params += list(self.recognizer.stn.named_parameters(prefix="recognizer.stn"))
+        if self.align_loss is not None and isinstance(self.align_loss.template, torch.nn.Parameter):
+            align_params.append(("align_loss.template", self.align_loss.template))
+        align_ids = {id(p) for _, p in align_params}
+        rest = [(n, p) for n, p in self.named_parameters() if id(p) not in align_ids]
+        groups = build_param_groups(rest, optim["weight_decay"])
+        if align_params:
+            for group in build_param_groups(align_params, optim["weight_decay"]):
+                group["lr"] = lr * optim["align_lr_scale"]
+                group["name"] = f"align_{group['name']}"
+                groups.append(group)
+        optimizer = torch.optim.SGD(
+            groups, lr=lr, momentum=optim["momentum"], nesterov=optim["nesterov"]
+        )
+        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        milestones = [round(m * total_steps) for m in optim["milestones"]]
+        warmup = round(optim["warmup_fraction"] * total_steps)
+        gamma = optim["gamma"]
+
+        def factor(step: int) -> float:
+            scale = gamma ** sum(step >= m for m in milestones)
+            if warmup > 0 and step < warmup:
+                scale *= (step + 1) / warmup
+            return scale
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+        }

@@ -1,0 +1,225 @@
+"""The training job behind ``train.py``: validate, seed, instantiate, fit, test, report.
+
+Hydra is used only here and in the entry point; everything it builds comes from ``_target_``
+configs or plain values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from balanced_align.module import DEFAULTS, BalancedAlignModule, merge_config, validate_config
+
+log = logging.getLogger(__name__)
+
+#: metrics shown in the summary table, in this order (when present)
+SUMMARY_METRICS = ("rank1", "verif_acc", "anme", "cmc@5", "verif_auc")
+
+
+def plain(cfg: DictConfig | None) -> dict:
+    return {} if cfg is None else OmegaConf.to_container(cfg, resolve=True)
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{"loss": {"lambda": 3}} -> {"loss.lambda": 3} (lists and scalars are leaves)."""
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check the config before anything heavy runs; errors name the offending key."""
+    for group in ("model", "align", "loss", "optim", "data", "trainer"):
+        if group not in cfg:
+            raise ValueError(f"config group '{group}' is missing")
+    merged = {
+        group: merge_config(DEFAULTS[group], plain(cfg[group]), group)
+        for group in ("model", "align", "loss", "optim")
+    }
+    validate_config(**merged)
+    if not isinstance(cfg.get("seed"), int):
+        raise ValueError(f"seed must be an integer, got {cfg.get('seed')!r}")
+
+
+def needs_landmarks(cfg: DictConfig) -> str | None:
+    """Why this run needs landmarks (None if it does not)."""
+    if cfg.loss["lambda"] > 0:
+        return f"loss.lambda={float(cfg.loss['lambda'])} > 0 (the alignment loss)"
+    return None
+
+
+def _loggers(cfg: DictConfig) -> list:
+    loggers = []
+    for name, conf in (cfg.get("logger") or {}).items():
+        if conf is None or "_target_" not in conf:
+            continue
+        kwargs = {}
+        if conf._target_.endswith("WandbLogger"):
+            kwargs = _wandb_kwargs(conf)
+        loggers.append(instantiate(conf, **kwargs))
+        log.info("logger %s: %s", name, conf._target_)
+    return loggers
+
+
+def _wandb_kwargs(conf: DictConfig) -> dict:
+    """Offline without an API key; the runs of one multirun share a group."""
+    kwargs = {}
+    if not os.environ.get("WANDB_API_KEY") and os.environ.get("WANDB_MODE") not in ("online",):
+        kwargs["offline"] = True
+        os.environ.setdefault("WANDB_MODE", "offline")
+    if conf.get("group") is None and HydraConfig.initialized():
+        hydra = HydraConfig.get()
+        if hydra.mode is not None and hydra.mode.name == "MULTIRUN":
+            kwargs["group"] = Path(hydra.sweep.dir).name
+    return kwargs
+
+
+def _callbacks(cfg: DictConfig) -> list:
+    return [
+        instantiate(conf)
+        for conf in (cfg.get("callbacks") or {}).values()
+        if conf is not None and "_target_" in conf
+    ]
+
+
+def _finite(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _print_summary(results: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"balanced-align: {results['run']}")
+    table.add_column("metric")
+    for stage in ("val", "test"):
+        table.add_column(stage, justify="right")
+    names = list(SUMMARY_METRICS) + sorted(
+        {k for s in ("val", "test") for k in results.get(s, {})} - set(SUMMARY_METRICS)
+    )
+    for name in names:
+        cells = []
+        for stage in ("val", "test"):
+            value = results.get(stage, {}).get(name)
+            cells.append("-" if value is None else f"{value:.4f}")
+        if any(c != "-" for c in cells):
+            table.add_row(name, *cells)
+    Console().print(table)
+    print(f"wall time {results['wall_time_s']:.1f} s; results in {results['results_path']}")
+
+
+def run(cfg: DictConfig) -> float | None:
+    """Train, test the best checkpoint, write ``results.json``; return ``optimized_metric``."""
+    start = time.perf_counter()
+    validate(cfg)
+    # Denormal floats (tiny gradients late in backward) slow CPU kernels by up to 10×.
+    torch.set_flush_denormal(True)
+    L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    reason = needs_landmarks(cfg)
+    if reason is not None and not datamodule.has_landmarks:
+        raise ValueError(
+            f"data source {cfg.data.get('dataset', cfg.data._target_)} has no landmarks, "
+            f"but {reason} needs them"
+        )
+    template_init = None
+    if cfg.align.method != "none" and datamodule.has_landmarks:
+        template_init = torch.as_tensor(datamodule.mean_frontal_landmarks()).tolist()
+
+    model = BalancedAlignModule(
+        num_classes=datamodule.num_classes,
+        model=plain(cfg.model),
+        align=plain(cfg.align),
+        loss=plain(cfg.loss),
+        optim=plain(cfg.optim),
+        template_init=template_init,
+        num_landmarks=datamodule.schema.num_points,
+        schema=datamodule.schema.name,
+    )
+    loggers = _loggers(cfg)
+    flat_config = flatten(plain(cfg))
+    for logger in loggers:
+        logger.log_hyperparams(flat_config)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, logger=loggers or False, callbacks=_callbacks(cfg)
+    )
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    val_metrics = {
+        k.removeprefix("val/"): _finite(v)
+        for k, v in trainer.callback_metrics.items()
+        if k.startswith("val/")
+    }
+    test_metrics = {}
+    best_path = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+    if cfg.get("test"):
+        ckpt = best_path if best_path else None
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=False)
+        if results:
+            test_metrics = {k.removeprefix("test/"): _finite(v) for k, v in results[0].items()}
+
+    results = {
+        "run": f"{cfg.align.method}@{cfg.align.location} λ={cfg.loss['lambda']} seed={cfg.seed}",
+        "method": cfg.align.method,
+        "tps_grid_size": cfg.align.tps_grid_size if cfg.align.method == "tps" else None,
+        "location": cfg.align.location,
+        "lambda": float(cfg.loss["lambda"]),
+        "seed": int(cfg.seed),
+        "val": val_metrics,
+        "test": test_metrics,
+        "best_checkpoint": best_path,
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "wall_time_s": time.perf_counter() - start,
+        "config": flat_config,
+    }
+    results_path = output_dir / "results.json"
+    results["results_path"] = str(results_path)
+    if trainer.is_global_zero:
+        results_path.write_text(json.dumps(results, indent=2, default=str))
+        _print_summary(results)
+    _finish_wandb(loggers, val_metrics, test_metrics)
+
+    metric = cfg.get("optimized_metric")
+    if metric:
+        stage, _, name = metric.partition("/")
+        return {"val": val_metrics, "test": test_metrics}.get(stage, {}).get(name)
+    return None
+
+
+def _finish_wandb(loggers: list, val_metrics: dict, test_metrics: dict) -> None:
+    """Put the final metrics in each W&B run's summary, then close it (between sweep jobs)."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            summary = logger.experiment.summary
+            for stage, metrics in (("val", val_metrics), ("test", test_metrics)):
+                for key, value in metrics.items():
+                    if value is not None:
+                        summary[f"{stage}/{key}"] = value
+            import wandb
+
+            wandb.finish()

@@ -1,0 +1,102 @@
+"""Every config group composes and instantiates; bad values fail early with their key."""
+
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+
+from balanced_align import BalancedAlignModule
+from balanced_align.training import plain, validate
+from tests.training_helpers import CONF_DIR, TINY, compose_train
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+
+
+def test_default_config_is_the_papers_model_family():
+    cfg = compose_train()
+    assert cfg.align.method == "tps" and cfg.align.tps_grid_size == 8
+    assert cfg.align.location == "fmap"
+    assert cfg.loss["lambda"] == 3.0 and cfg.loss.head == "am_softmax"
+    assert cfg.loss.margin == 0.35 and cfg.loss.scale == 64.0
+    assert cfg.optim.momentum == 0.9 and cfg.optim.weight_decay == 5e-4
+    validate(cfg)
+
+
+@pytest.mark.parametrize("option", _options("align"))
+def test_align_options_build_a_module(option):
+    overrides = [f"align={option}"] + (["loss.lambda=0"] if option == "none" else [])
+    cfg = compose_train(overrides + TINY)
+    validate(cfg)
+    module = BalancedAlignModule(
+        num_classes=5,
+        model=plain(cfg.model),
+        align=plain(cfg.align),
+        loss=plain(cfg.loss),
+        optim=plain(cfg.optim),
+        num_landmarks=84,
+    )
+    assert (module.family is None) == (option == "none")
+
+
+@pytest.mark.parametrize("option", _options("model"))
+def test_model_options_compose(option):
+    cfg = compose_train([f"model={option}"])
+    validate(cfg)
+    assert cfg.data.image_size == cfg.model.input_size
+
+
+@pytest.mark.parametrize("option", _options("trainer"))
+def test_trainer_options_compose(option, tmp_path):
+    cfg = compose_train([f"trainer={option}"], output_dir=tmp_path)
+    if cfg.trainer.accelerator == "cpu":
+        trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
+        assert trainer.max_epochs == cfg.trainer.max_epochs
+    else:  # no GPU here: check the preset's settings instead
+        assert cfg.trainer.precision in ("16-mixed", "bf16-mixed")
+
+
+@pytest.mark.parametrize("option", _options("logger"))
+def test_logger_options_instantiate(option, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = compose_train([f"logger={option}"], output_dir=tmp_path)
+    for conf in (cfg.logger or {}).values():
+        logger = instantiate(conf, **({"offline": True} if "Wandb" in conf._target_ else {}))
+        assert logger.save_dir is not None or logger.log_dir is not None
+
+
+@pytest.mark.parametrize("option", _options("callbacks") + _options("optim") + _options("loss"))
+def test_other_groups_compose(option, tmp_path):
+    group = next(g for g in ("callbacks", "optim", "loss") if option in _options(g))
+    cfg = compose_train([f"{group}={option}"], output_dir=tmp_path)
+    if group == "callbacks":
+        for conf in cfg.callbacks.values():
+            instantiate(conf)
+    validate(cfg)
+
+
+def test_data_config_instantiates(tmp_path):
+    cfg = compose_train(TINY, output_dir=tmp_path)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    assert datamodule.num_classes == 8
+    assert datamodule.has_landmarks
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["align.method=warp"], "align.method must be one of"),
+        (["loss.lambda=-1"], "loss.lambda must be a finite number >= 0"),
+        (["align.tps_grid_size=1"], "align.tps_grid_size must be an integer >= 2"),
+        (["align.location=middle"], "align.location must be one of"),
+        (["align=none"], "loss.lambda > 0 needs a learned alignment"),
+        (["+loss.lamda=3"], "unknown config key 'loss.lamda'"),
+        (["optim.lr=-0.1"], "optim.lr must be a number >= 0"),
+    ],
+)
+def test_bad_config_values_fail_with_their_key(overrides, message):
+    cfg = compose_train(overrides)
+    with pytest.raises(ValueError, match=message):
+        validate(cfg)

@@ -1,0 +1,67 @@
+"""Tiny end-to-end runs of the training job for every alignment method and location."""
+
+import json
+
+import pytest
+import torch
+
+from balanced_align.training import run
+from tests.training_helpers import TINY, compose_train
+
+METHODS = ["stn_affine", "stn_proj", "stn_tps2", "stn_tps8"]
+EXPECTED = {"rank1", "verif_acc", "verif_auc", "anme"}
+
+
+def _run(tmp_path, overrides):
+    cfg = compose_train(TINY + overrides, output_dir=tmp_path)
+    metric = run(cfg)
+    results = json.loads((tmp_path / "results.json").read_text())
+    return metric, results
+
+
+@pytest.mark.parametrize("lam", [0.0, 3.0])
+@pytest.mark.parametrize("location", ["input", "fmap"])
+@pytest.mark.parametrize("method", METHODS)
+def test_fast_run_each_method_location_lambda(tmp_path, method, location, lam):
+    metric, results = _run(
+        tmp_path, [f"align={method}", f"align.location={location}", f"loss.lambda={lam}"]
+    )
+    assert results["location"] == location and results["lambda"] == lam
+    assert EXPECTED <= set(results["val"]) and EXPECTED <= set(results["test"])
+    assert 0.0 <= results["test"]["rank1"] <= 1.0
+    assert results["test"]["anme"] > 0
+    assert metric == results["val"]["rank1"]
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_fast_run_without_alignment(tmp_path):
+    _, results = _run(tmp_path, ["align=none", "loss.lambda=0"])
+    assert results["method"] == "none"
+    # no warp: ANME is the spread of the raw landmarks, which is large on posed faces
+    assert results["test"]["anme"] > 0.05
+
+
+def test_bf16_mixed_cpu_run(tmp_path):
+    _, results = _run(tmp_path, ["trainer.precision=bf16-mixed"])
+    assert all(v is None or v == v for v in results["test"].values())
+    assert 0.0 <= results["test"]["rank1"] <= 1.0
+
+
+def test_landmarks_required_but_absent(tmp_path, shared_data):
+    overrides = ["data=folder", f"data.root={shared_data / 'att_faces'}", "loss.lambda=3"]
+    cfg = compose_train(TINY[:5] + overrides + TINY[-6:], output_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"has no landmarks, but loss\.lambda=3\.0 > 0"):
+        run(cfg)
+
+
+def test_resume_from_checkpoint_continues_training(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    _run(first, ["trainer.max_epochs=1"])
+    last = first / "checkpoints" / "last.ckpt"
+    _, results = _run(second, ["trainer.max_epochs=2", f"ckpt_path={last}"])
+    assert results["epochs"] == 2
+    state = torch.load(second / "checkpoints" / "last.ckpt", weights_only=False)
+    assert (
+        state["epoch"] == 1
+        and state["global_step"] == 2 * torch.load(last, weights_only=False)["global_step"]
+    )

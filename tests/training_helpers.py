@@ -1,0 +1,47 @@
+"""Hydra composition helpers and tiny settings for end-to-end runs."""
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import open_dict
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+#: overrides that make a run take seconds on 2 CPU cores
+TINY = [
+    "model.width=0.125",
+    "model.input_size=48",
+    "model.embedding_dim=32",
+    "align.locnet_input_size=24",
+    "align.locnet_width=0.5",
+    "data.num_train_identities=8",
+    "data.train_images_per_identity=4",
+    "data.batch_size=8",
+    "data.num_workers=0",
+    "data.persistent_workers=false",
+    "data.val_identities=4",
+    "data.test_identities=4",
+    "data.eval_images_per_identity=3",
+    "data.val_distractor_identities=4",
+    "data.test_distractor_identities=4",
+    "data.val_num_pairs=20",
+    "data.test_num_pairs=20",
+    "trainer.max_epochs=1",
+    "trainer.check_val_every_n_epoch=1",
+    "trainer.enable_model_summary=false",
+    "~callbacks.rich_progress_bar",
+    "~callbacks.rich_model_summary",
+    "logger=none",
+]
+
+
+def compose_train(overrides=(), output_dir: Path | None = None):
+    """Compose conf/train.yaml with ``overrides`` and a concrete output dir (no Hydra run)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=list(overrides))
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(output_dir)
+    return cfg

@@ -1,0 +1,15 @@
+"""Train balanced-align: `python train.py`, or sweep: `python train.py -m loss.lambda=0,1,3,5,7`."""
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    from balanced_align.training import run
+
+    return run(cfg)
+
+
+if __name__ == "__main__":
+    main()
