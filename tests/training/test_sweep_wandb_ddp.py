@@ -104,7 +104,12 @@ def _module_and_data(tmp_path):
 @pytest.mark.slow
 def test_ddp_spawn_gathered_metrics_equal_single_process(tmp_path):
     module, datamodule = _module_and_data(tmp_path)
-    kwargs = dict(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    kwargs = dict(
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     single = L.Trainer(accelerator="cpu", devices=1, **kwargs).validate(
         module, datamodule=datamodule
     )[0]
