@@ -25,7 +25,12 @@ from balanced_align.data.schema import get_schema
 from balanced_align.evaluation import EmbeddingCollector, evaluate_protocol
 from balanced_align.evaluation.embeddings import flip_tta_embeddings
 from balanced_align.losses import AlignmentLoss, build_param_groups
-from balanced_align.models import build_head, build_recognizer
+from balanced_align.models import (
+    ALIGN_METHODS,
+    LANDMARK_METHODS,
+    build_head,
+    build_recognizer,
+)
 
 #: Defaults: the paper's model family (STN-TPS-8 at the feature map, λ = 3, AM-Softmax) at a
 #: CPU size. Hydra's configs override any of these keys.
@@ -40,7 +45,7 @@ DEFAULTS: dict[str, dict] = {
         "channels_last": True,
     },
     "align": {
-        "method": "tps",  # none | affine | projective | tps
+        "method": "tps",  # none | affine | projective | tps | affine2d | fullalign
         "tps_grid_size": 8,
         "location": "fmap",  # fmap | input
         "locnet_input_size": 32,
@@ -78,7 +83,6 @@ DEFAULTS: dict[str, dict] = {
     },
 }
 
-ALIGN_METHODS = ("none", "affine", "projective", "tps")
 LOCATIONS = ("fmap", "input")
 
 
@@ -107,10 +111,10 @@ def validate_config(model: Mapping, align: Mapping, loss: Mapping, optim: Mappin
     lam = loss["lambda"]
     if not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
         raise ValueError(f"loss.lambda must be a finite number >= 0, got {lam!r}")
-    if align["method"] == "none" and lam > 0:
+    if align["method"] in ("none", *LANDMARK_METHODS) and lam > 0:
         raise ValueError(
             "loss.lambda > 0 needs a learned alignment (align.method affine, projective or tps); "
-            "align.method=none has no warp to supervise"
+            f"align.method={align['method']} has no learned warp to supervise"
         )
     for key in (
         "lr",
@@ -201,6 +205,10 @@ class BalancedAlignModule(L.LightningModule):
             locnet_input_size=align["locnet_input_size"],
             locnet_width=align["locnet_width"],
             padding_mode=align["padding_mode"],
+            template=self._initial_template(template_init, num_landmarks)
+            if align["method"] in LANDMARK_METHODS
+            else None,
+            schema=schema,
         )
         if model["channels_last"]:
             self.recognizer.to(memory_format=torch.channels_last)
@@ -210,7 +218,10 @@ class BalancedAlignModule(L.LightningModule):
         self.head = build_head(loss["head"], model["embedding_dim"], num_classes, **head_kwargs)
 
         self.align_loss: AlignmentLoss | None = None
-        if self.family is not None:
+        self.landmark_aligned = align["method"] in LANDMARK_METHODS
+        if self.landmark_aligned:
+            self.register_buffer("template_ready", torch.tensor(template_init is not None))
+        elif self.family is not None:
             loss_kwargs = {
                 "learn_alpha": loss["learn_alpha"],
                 "alpha_init": loss["alpha_init"],
@@ -224,13 +235,10 @@ class BalancedAlignModule(L.LightningModule):
                 )
                 template_init = self.align_loss.template.tolist()
             else:
-                initial = (
-                    torch.tensor(template_init)
-                    if template_init is not None
-                    else torch.zeros(num_landmarks, 2)
-                )
                 self.align_loss = AlignmentLoss(
-                    initial, learn_template=loss["learn_template"], **loss_kwargs
+                    self._initial_template(template_init, num_landmarks),
+                    learn_template=loss["learn_template"],
+                    **loss_kwargs,
                 )
             self.register_buffer("template_start", self.align_loss.template.detach().clone())
             self.register_buffer("template_ready", torch.tensor(template_init is not None))
@@ -238,6 +246,16 @@ class BalancedAlignModule(L.LightningModule):
         self.test_collector = self._collector()
 
     # -- construction helpers ------------------------------------------------------------
+    @staticmethod
+    def _initial_template(template_init, num_landmarks: int) -> Tensor:
+        """The given template, or a placeholder filled at ``setup`` from the data module."""
+        if template_init is not None:
+            return torch.tensor(template_init)
+        # a spread placeholder (FullAlign's spline needs distinct points until setup)
+        angles = torch.linspace(0, 2 * math.pi, num_landmarks + 1)[:-1]
+        radius = 0.3 + 0.4 * torch.arange(num_landmarks) / num_landmarks
+        return torch.stack([radius * angles.cos(), radius * angles.sin()], dim=1)
+
     def _collector(self) -> EmbeddingCollector:
         return EmbeddingCollector(
             extras=("labels", "yaw", "aligned_landmarks", "valid", "folded"), compute_on_cpu=True
@@ -249,10 +267,13 @@ class BalancedAlignModule(L.LightningModule):
 
     @property
     def template(self) -> Tensor | None:
+        """T (S, 2): the alignment loss's template, or the landmark aligner's T_fix."""
+        if self.landmark_aligned:
+            return self.recognizer.aligner.template
         return None if self.align_loss is None else self.align_loss.template
 
     def setup(self, stage: str) -> None:
-        if self.align_loss is None or bool(self.template_ready):
+        if self.template is None or bool(self.template_ready):
             return
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
         if datamodule is None or not hasattr(datamodule, "mean_frontal_landmarks"):
@@ -266,16 +287,18 @@ class BalancedAlignModule(L.LightningModule):
     @torch.no_grad()
     def set_template(self, template: Tensor) -> None:
         """Initialise T (and the drift reference) to ``template`` (S, 2) normalised."""
-        if self.align_loss is None:
+        if self.template is None:
             raise ValueError("this model has no alignment (align.method=none): no template")
-        template = template.to(self.template_start)
-        if template.shape != self.template_start.shape:
+        template = torch.as_tensor(template, dtype=torch.float32)
+        if template.shape != self.template.shape:
             raise ValueError(
-                f"template has shape {tuple(template.shape)}, expected "
-                f"{tuple(self.template_start.shape)}"
+                f"template has shape {tuple(template.shape)}, expected {tuple(self.template.shape)}"
             )
-        self.align_loss.template.copy_(template)
-        self.template_start.copy_(template)
+        if self.landmark_aligned:
+            self.recognizer.aligner.set_template(template)
+        else:
+            self.align_loss.template.copy_(template)
+            self.template_start.copy_(template)
         self.template_ready.fill_(True)
         self.hparams["template_init"] = template.tolist()
 
@@ -312,15 +335,34 @@ class BalancedAlignModule(L.LightningModule):
             images = images.contiguous(memory_format=torch.channels_last)
         return images
 
+    def _aligner_landmarks(self, batch: dict) -> Tensor | None:
+        """The batch's landmarks when the alignment is computed from them, else None."""
+        if not self.landmark_aligned:
+            return None
+        has = batch.get("has_landmarks")
+        if has is None or not bool(has.all()):
+            raise ValueError(
+                f"align.method={self.hparams.align['method']} aligns each image by its "
+                "landmarks; this batch has images without landmarks"
+            )
+        return batch["landmarks"]
+
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         images, labels = self._images(batch), batch["label"]
-        output = self.recognizer(images)
+        output = self.recognizer(images, self._aligner_landmarks(batch))
         logits = self.head(output.embedding, labels)
         loss_fr = F.cross_entropy(logits.float(), labels)
         total = loss_fr
         batch_size = images.shape[0]
         log = {"train/l_fr": loss_fr}
-        if self.align_loss is not None and "landmarks" in batch:
+        has = batch.get("has_landmarks")
+        has_landmarks = has is not None and bool(has.all())
+        if self.align_loss is not None and self.lam > 0 and not has_landmarks:
+            raise ValueError(
+                f"loss.lambda={self.lam} > 0 needs landmarks for every training image; this "
+                "batch has images without landmarks"
+            )
+        if self.align_loss is not None and has_landmarks:
             if self.lam > 0:
                 align = self.align_loss(self.family, output.params, batch["landmarks"])
                 total = total + self.lam * align.total
@@ -349,8 +391,12 @@ class BalancedAlignModule(L.LightningModule):
     # -- evaluation ---------------------------------------------------------------------
     def _evaluation_step(self, batch: dict, collector: EmbeddingCollector) -> None:
         images = self._images(batch)
-        output = self.recognizer(images)
-        flipped = self.recognizer(torch.flip(images, dims=[3])).embedding
+        landmarks = self._aligner_landmarks(batch)
+        output = self.recognizer(images, landmarks)
+        if landmarks is not None:  # the flipped face's landmarks: mirrored and permuted
+            perm = list(self.schema.flip_permutation)
+            landmarks = landmarks[:, perm] * landmarks.new_tensor([-1.0, 1.0])
+        flipped = self.recognizer(torch.flip(images, dims=[3]), landmarks).embedding
         embedding = F.normalize((output.embedding + flipped).float(), dim=1)
         batch_size, num_points = images.shape[0], self.hparams.num_landmarks
         has = batch.get("has_landmarks")

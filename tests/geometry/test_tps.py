@@ -134,9 +134,32 @@ def test_float32_under_autocast():
     assert grid.dtype == torch.float32 and points.dtype == torch.float32
 
 
+def test_custom_control_points_interpolate_and_match_scipy():
+    """FullAlign's TPS: kernels on a landmark template instead of a grid."""
+    rng = np.random.default_rng(4)
+    template = rng.uniform(-0.8, 0.8, size=(30, 2))
+    tps = ThinPlateSpline(control_points=torch.from_numpy(template))
+    assert tps.param_shape == (30, 2)
+    source = torch.from_numpy(template + rng.normal(scale=0.05, size=(2, 30, 2)))
+    torch.testing.assert_close(
+        tps.warp_points(source, torch.from_numpy(template)), source, atol=1e-9, rtol=0
+    )
+    queries = rng.uniform(-1, 1, size=(100, 2))
+    ours = tps.warp_points(source, torch.from_numpy(queries))
+    for b in range(2):
+        reference = RBFInterpolator(template, source[b].numpy(), kernel="thin_plate_spline")
+        np.testing.assert_allclose(ours[b].numpy(), reference(queries), atol=1e-8)
+    inverse = tps.inverse_points(source, source, initial=torch.from_numpy(template))
+    torch.testing.assert_close(inverse.points, torch.from_numpy(template).expand(2, -1, -1))
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="grid_size"):
         ThinPlateSpline(1)
+    with pytest.raises(ValueError, match="exactly one"):
+        ThinPlateSpline()
+    with pytest.raises(ValueError, match="degenerate"):
+        ThinPlateSpline(control_points=torch.tensor([[0.0, 0.0], [0.5, 0.5], [1.0, 1.0]]))
     tps = ThinPlateSpline(2)
     with pytest.raises(ValueError, match="source_points"):
         tps.grid(torch.zeros(1, 9, 2), (4, 4))

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.utils import instantiate
 
 from balanced_align import BalancedAlignModule
@@ -26,7 +27,8 @@ def test_default_config_is_the_papers_model_family():
 
 @pytest.mark.parametrize("option", _options("align"))
 def test_align_options_build_a_module(option):
-    overrides = [f"align={option}"] + (["loss.lambda=0"] if option == "none" else [])
+    unlearned = option in ("none", "affine2d", "fullalign")
+    overrides = [f"align={option}"] + (["loss.lambda=0"] if unlearned else [])
     cfg = compose_train(overrides + TINY)
     validate(cfg)
     module = BalancedAlignModule(
@@ -35,9 +37,10 @@ def test_align_options_build_a_module(option):
         align=plain(cfg.align),
         loss=plain(cfg.loss),
         optim=plain(cfg.optim),
-        num_landmarks=84,
+        template_init=torch.rand(84, 2) * 1.6 - 0.8,
     )
     assert (module.family is None) == (option == "none")
+    assert (module.align_loss is None) == unlearned
 
 
 @pytest.mark.parametrize("option", _options("model"))
@@ -92,6 +95,7 @@ def test_data_config_instantiates(tmp_path):
         (["align.tps_grid_size=1"], "align.tps_grid_size must be an integer >= 2"),
         (["align.location=middle"], "align.location must be one of"),
         (["align=none"], "loss.lambda > 0 needs a learned alignment"),
+        (["align=fullalign"], "align.method=fullalign has no learned warp"),
         (["+loss.lamda=3"], "unknown config key 'loss.lamda'"),
         (["optim.lr=-0.1"], "optim.lr must be a number >= 0"),
     ],

@@ -34,6 +34,16 @@ def test_fast_run_each_method_location_lambda(tmp_path, method, location, lam):
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
 
 
+@pytest.mark.parametrize("location", ["input", "fmap"])
+@pytest.mark.parametrize("method", ["affine2d", "fullalign"])
+def test_fast_run_preprocessing_baselines(tmp_path, method, location):
+    _, results = _run(tmp_path, [f"align={method}", f"align.location={location}", "loss.lambda=0"])
+    assert results["method"] == method and results["location"] == location
+    assert EXPECTED <= set(results["test"])
+    if method == "fullalign":  # every face lands on the template
+        assert results["test"]["anme"] < 1e-4
+
+
 def test_fast_run_without_alignment(tmp_path):
     _, results = _run(tmp_path, ["align=none", "loss.lambda=0"])
     assert results["method"] == "none"

@@ -1,4 +1,4 @@
-"""Thin-plate spline over a fixed n×n control grid, the fast way (DESIGN §3).
+"""Thin-plate spline over fixed control points (an n×n grid), the fast way (DESIGN §3).
 
 The spline maps aligned (output) coordinates p to source coordinates:
 
@@ -53,20 +53,35 @@ def regular_grid(grid_size: int, dtype: torch.dtype = torch.float64) -> Tensor:
 
 
 class ThinPlateSpline(TransformFamily):
-    """Bookstein TPS from aligned to source coordinates over an n×n control grid.
+    """Bookstein TPS from aligned to source coordinates over fixed control points.
 
     Args:
-        grid_size: n ≥ 2; K = n² control points. The paper uses n = 2 and n = 8.
+        grid_size: n ≥ 2 for the regular n×n control grid on [−1, 1]² (K = n²); the paper's
+            STN-TPS-Grid-n uses n = 2 and n = 8.
+        control_points: instead of a grid, any K ≥ 3 fixed, distinct, non-collinear points
+            (K, 2) in the aligned frame, e.g. a landmark template (FullAlign warps every face's
+            landmarks exactly onto it).
     """
 
-    def __init__(self, grid_size: int) -> None:
+    def __init__(self, grid_size: int | None = None, control_points: Tensor | None = None) -> None:
         super().__init__()
-        if not isinstance(grid_size, int) or grid_size < 2:
-            raise ValueError(
-                f"ThinPlateSpline grid_size must be an integer >= 2, got {grid_size!r}"
-            )
+        if (grid_size is None) == (control_points is None):
+            raise ValueError("ThinPlateSpline needs exactly one of grid_size or control_points")
+        if control_points is None:
+            if not isinstance(grid_size, int) or grid_size < 2:
+                raise ValueError(
+                    f"ThinPlateSpline grid_size must be an integer >= 2, got {grid_size!r}"
+                )
+            centres = regular_grid(grid_size)
+        else:
+            centres = torch.as_tensor(control_points, dtype=torch.float64).detach().cpu()
+            if centres.dim() != 2 or centres.shape[1] != 2 or centres.shape[0] < 3:
+                raise ValueError(
+                    f"control_points must be (K, 2) with K >= 3, got {tuple(centres.shape)}"
+                )
+            if not bool(torch.isfinite(centres).all()):
+                raise ValueError("control_points contain NaN or infinite values")
         self.grid_size = grid_size
-        centres = regular_grid(grid_size)
         k = centres.shape[0]
         system = torch.zeros(k + 3, k + 3, dtype=torch.float64)
         system[:k, :k] = tps_kernel(centres, centres)
@@ -74,6 +89,11 @@ class ThinPlateSpline(TransformFamily):
         system[:k, k + 1 :] = centres
         system[k, :k] = 1.0
         system[k + 1 :, :k] = centres.T
+        if torch.linalg.matrix_rank(system) < k + 3:
+            raise ValueError(
+                "control_points are degenerate (coincident or all collinear): the TPS system "
+                "is singular"
+            )
         # Only the first K columns are ever used: the right-hand side is [s; 0].
         inverse = torch.linalg.inv(system)[:, :k].contiguous()
         self.register_buffer("control_points", centres.float(), persistent=False)
@@ -84,7 +104,7 @@ class ThinPlateSpline(TransformFamily):
 
     @property
     def num_control_points(self) -> int:
-        return self.grid_size**2
+        return self.param_shape[0]
 
     def identity_params(self) -> Tensor:
         return self.control_points.clone()

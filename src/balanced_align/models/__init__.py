@@ -27,11 +27,13 @@ from balanced_align.models.iresnet import (
     iresnet50,
     iresnet100,
 )
+from balanced_align.models.landmark_aligner import LANDMARK_METHODS, LandmarkAligner
 from balanced_align.models.locnet import LocNet
 from balanced_align.models.recognizer import LOCATIONS, AlignedRecognizer, RecognizerOutput
 from balanced_align.models.stn import SpatialTransformer
 
-ALIGN_METHODS = ("none", "affine", "projective", "tps")
+#: STN families learned by LocNet, then the landmark-driven preprocessing baselines
+ALIGN_METHODS = ("none", "affine", "projective", "tps", "affine2d", "fullalign")
 
 
 def build_recognizer(
@@ -46,6 +48,8 @@ def build_recognizer(
     embedding_dim: int = 512,
     dropout: float = 0.0,
     padding_mode: str = "zeros",
+    template=None,
+    schema: str = "lmk84",
 ) -> AlignedRecognizer:
     """Build an :class:`AlignedRecognizer` from plain values.
 
@@ -60,6 +64,8 @@ def build_recognizer(
         locnet_input_size, locnet_width: LocNet's input size and channel multiplier.
         embedding_dim, dropout: backbone output layer.
         padding_mode: ``grid_sample`` padding of the warp.
+        template, schema: (S, 2) normalised template and its landmark schema, for the
+            landmark-driven baselines "affine2d" and "fullalign" (no LocNet).
     """
     if align_method not in ALIGN_METHODS:
         raise ValueError(f"align_method must be one of {ALIGN_METHODS}, got {align_method!r}")
@@ -72,6 +78,11 @@ def build_recognizer(
         embedding_dim=embedding_dim,
         dropout=dropout,
     )
+    if align_method in LANDMARK_METHODS:
+        if template is None:
+            raise ValueError(f"align_method={align_method!r} needs a template (S, 2)")
+        aligner = LandmarkAligner(align_method, template, schema, padding_mode=padding_mode)
+        return AlignedRecognizer(net, None, location=location, aligner=aligner)
     family = None
     if align_method != "none" and location != "none":
         from balanced_align.geometry import build_family
@@ -92,6 +103,7 @@ __all__ = [
     "ALIGN_METHODS",
     "BACKBONES",
     "HEADS",
+    "LANDMARK_METHODS",
     "LOCATIONS",
     "AMSoftmax",
     "AlignedRecognizer",
@@ -99,6 +111,7 @@ __all__ = [
     "CosFace",
     "IRBlock",
     "IResNet",
+    "LandmarkAligner",
     "LocNet",
     "RecognizerOutput",
     "SoftmaxHead",
