@@ -36,11 +36,16 @@ TINY = [
 ]
 
 
-def compose_train(overrides=(), output_dir: Path | None = None):
-    """Compose conf/train.yaml with ``overrides`` and a concrete output dir (no Hydra run)."""
+def compose_train(overrides=(), output_dir: Path | None = None, with_hydra: bool = False):
+    """Compose conf/train.yaml with ``overrides`` and a concrete output dir (no Hydra run).
+
+    ``with_hydra`` keeps the ``hydra`` node (e.g. to read an experiment's sweeper params).
+    """
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=list(overrides))
+        cfg = compose(
+            config_name="train", overrides=list(overrides), return_hydra_config=with_hydra
+        )
     if output_dir is not None:
         with open_dict(cfg):
             cfg.paths.output_dir = str(output_dir)

@@ -65,9 +65,9 @@ DEFAULTS: dict[str, dict] = {
         "template_checkpoint": None,  # T_fix†: a learned template loaded from a checkpoint
     },
     "optim": {
-        "lr": 0.2,  # at batch 256; scaled linearly with the batch size
+        "lr": 0.2,  # at a global batch of 256; scaled linearly with the global batch
         "reference_batch_size": 256,
-        "batch_size": 256,
+        "batch_size": 256,  # per device (× devices × accumulation = the global batch)
         "momentum": 0.9,
         "weight_decay": 5e-4,
         "nesterov": False,
@@ -459,7 +459,10 @@ class BalancedAlignModule(L.LightningModule):
     # -- optimisation -------------------------------------------------------------------
     def configure_optimizers(self):
         optim = self.hparams.optim
-        lr = optim["lr"] * optim["batch_size"] / optim["reference_batch_size"]
+        # linear scaling by the global batch: per-device batch × devices × accumulation
+        trainer = self.trainer
+        global_batch = optim["batch_size"] * trainer.world_size * trainer.accumulate_grad_batches
+        lr = optim["lr"] * global_batch / optim["reference_batch_size"]
         # the alignment subsystem (LocNet + template) learns at lr × align_lr_scale
         align_params = []
         if self.recognizer.stn is not None:
