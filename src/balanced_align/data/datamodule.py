@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from balanced_align.data.evaluation_sets import (
     EvaluationItems,
@@ -30,6 +30,7 @@ from balanced_align.data.evaluation_sets import (
     build_synth_evaluation,
 )
 from balanced_align.data.schema import LandmarkSchema, get_schema
+from balanced_align.data.shards import ShardIndex, ShardLoader, ShardStream
 from balanced_align.data.sources import ImageFolderSource, RecordSubset
 from balanced_align.data.transforms import FaceTransform, JitterConfig
 from balanced_align.data.validation import SkipReport, require_landmarks
@@ -37,7 +38,7 @@ from balanced_align.evaluation.protocol import EvaluationProtocol
 
 logger = logging.getLogger(__name__)
 
-DATASETS = ("synthfaces", "folder")
+DATASETS = ("synthfaces", "folder", "shards")
 
 
 class FaceSampleDataset(Dataset):
@@ -126,6 +127,14 @@ class FaceDataModule(L.LightningDataModule):
     ``val_fraction_identities`` / ``test_fraction_identities`` / the rest for training.
     Each evaluation split becomes probes and distractors (``distractor_fraction``).
 
+    ``dataset="shards"``: training streams the tar shards at ``shards`` (``index.json`` or
+    its folder; see :mod:`.shards`) with a :class:`ShardStream` that batches itself, so
+    every sample is read exactly once per epoch across DDP ranks and workers and every
+    rank yields the same number of batches; ``shuffle_buffer`` samples are shuffled per
+    worker. Evaluation uses the SynthFaces sets (as ``dataset="synthfaces"``, identities
+    after the shards' ``num_classes``) or, with ``root``, an identity-folder tree whose
+    identities are split into val / test halves.
+
     Args (besides the above):
         image_size: model input size (square); sources of another size are resized.
         train_images_per_identity, synth_knobs: SynthFaces training set (the knobs go to
@@ -175,12 +184,16 @@ class FaceDataModule(L.LightningDataModule):
         jitter: dict | None = None,
         on_bad_sample: str = "raise",
         check_images: bool = True,
+        shards: str | None = None,
+        shuffle_buffer: int = 1000,
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
         if dataset == "folder" and root is None:
             raise ValueError("dataset='folder' needs root (the identity-folder tree)")
+        if dataset == "shards" and shards is None:
+            raise ValueError("dataset='shards' needs shards (index.json or its folder)")
         for name, value in (("batch_size", batch_size), ("image_size", image_size)):
             if int(value) <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
@@ -208,13 +221,25 @@ class FaceDataModule(L.LightningDataModule):
             return
         if self.dataset == "synthfaces":
             self._setup_synth()
-        else:
+        elif self.dataset == "folder":
             self._setup_folder()
+        else:
+            self._setup_shards()
         schema = self._schema
-        self.train_set = FaceSampleDataset(
-            self.train_records,
-            FaceTransform(self.augment, self.image_size, schema, self.jitter, seed=self.seed),
+        train_transform = FaceTransform(
+            self.augment, self.image_size, schema, self.jitter, seed=self.seed
         )
+        if self.dataset == "shards":
+            self.train_set = ShardStream(
+                self.shard_index.path,
+                train_transform,
+                shuffle_buffer=int(self.hparams.shuffle_buffer),
+                seed=self.seed,
+                batch_size=self.batch_size,
+                collate_fn=collate_samples,
+            )
+        else:
+            self.train_set = FaceSampleDataset(self.train_records, train_transform)
         eval_transform = FaceTransform(False, self.image_size, schema)
         self.val_set = FaceSampleDataset(self.val_items, eval_transform)
         self.test_set = FaceSampleDataset(self.test_items, eval_transform)
@@ -232,7 +257,16 @@ class FaceDataModule(L.LightningDataModule):
             identity_offset=0,
             **self.synth_knobs,
         )
-        offset = n_train
+        self._setup_synth_evaluation(offset=n_train)
+        self.source = self.train_records
+        self._schema = get_schema(getattr(self.train_records, "schema", None) or "lmk84")
+        self._has_landmarks = True
+        self._skipped = SkipReport()
+
+    def _setup_synth_evaluation(self, offset: int) -> None:
+        """SynthFaces val / test sets from global identity ``offset`` on."""
+        hp = self.hparams
+        synth = _synth_factory()
         splits = {}
         for split in ("val", "test"):
             identities = int(hp[f"{split}_identities"])
@@ -255,10 +289,6 @@ class FaceDataModule(L.LightningDataModule):
             splits["val"],
             splits["test"],
         )
-        self.source = self.train_records
-        self._schema = get_schema(getattr(self.train_records, "schema", None) or "lmk84")
-        self._has_landmarks = True
-        self._skipped = SkipReport()
 
     def _setup_folder(self) -> None:
         hp = self.hparams
@@ -303,6 +333,60 @@ class FaceDataModule(L.LightningDataModule):
         self._has_landmarks = source.has_landmarks
         self._skipped = source.skipped
 
+    def _setup_shards(self) -> None:
+        hp = self.hparams
+        self.shard_index = ShardIndex.load(hp.shards)
+        # Every record once, in writing order (shards are written shuffled), in this
+        # process: what mean_frontal_landmarks reads.
+        self.train_records = ShardStream(
+            self.shard_index.path,
+            None,
+            shuffle_shards=False,
+            shuffle_buffer=0,
+            rank=0,
+            world_size=1,
+            worker_id=0,
+            num_workers=1,
+        )
+        self.source = self.train_records
+        index = self.shard_index
+        self._schema = None if index.schema is None else get_schema(index.schema)
+        self._has_landmarks = index.has_landmarks
+        self._skipped = SkipReport()
+        if hp.root is None:
+            self._setup_synth_evaluation(offset=index.num_classes)
+            return
+        source = ImageFolderSource(
+            hp.root,
+            landmarks=hp.landmarks,
+            landmark_convention=hp.landmark_convention,
+            schema=hp.schema,
+            on_bad_sample=hp.on_bad_sample,
+            check_images=bool(hp.check_images),
+        )
+        identities = np.random.default_rng(self.seed).permutation(source.num_classes)
+        half = len(identities) // 2
+        if half < 3:
+            raise ValueError(
+                f"{source!r}: {len(identities)} identities cannot give val and test sets of "
+                ">= 3 identities each"
+            )
+        self.val_items, self.val_protocol_ = build_folder_evaluation(
+            source,
+            int(hp.val_num_pairs),
+            float(hp.distractor_fraction),
+            seed=self.seed,
+            identities=identities[:half],
+        )
+        self.test_items, self.test_protocol_ = build_folder_evaluation(
+            source,
+            int(hp.test_num_pairs),
+            float(hp.distractor_fraction),
+            seed=self.seed + 1,
+            identities=identities[half:],
+        )
+        self._skipped = source.skipped
+
     def _require_setup(self) -> None:
         if not self._built:
             self.setup()
@@ -314,6 +398,8 @@ class FaceDataModule(L.LightningDataModule):
         """Number of training identities (labels 0 … num_classes − 1)."""
         if self.dataset == "synthfaces":
             return int(self.hparams.num_train_identities)
+        if self.dataset == "shards":
+            return ShardIndex.load(self.hparams.shards).num_classes
         self._require_setup()
         return int(self.train_records.num_classes)
 
@@ -367,13 +453,18 @@ class FaceDataModule(L.LightningDataModule):
         if not self._has_landmarks:
             require_landmarks(self.source, "mean_frontal_landmarks (T_fix)")
         records = self.train_records
-        order = np.random.default_rng(self.seed).permutation(len(records))
+        if isinstance(records, IterableDataset):
+            candidates = iter(records)  # a shard stream: writing order, already shuffled
+        else:
+            order = np.random.default_rng(self.seed).permutation(len(records))
+            candidates = (
+                records[int(index)]
+                for index in order
+                # skip rendering faces that cannot qualify
+                if (known := _known_yaw(records, int(index))) is None or abs(known) < max_abs_yaw
+            )
         total, count, unknown = None, 0, 0
-        for index in order:
-            known = _known_yaw(records, int(index))
-            if known is not None and abs(known) >= max_abs_yaw:
-                continue  # skip rendering faces that cannot qualify
-            record = records[int(index)]
+        for record in candidates:
             yaw = float(record.yaw)
             if not np.isnan(yaw) and abs(yaw) >= max_abs_yaw:
                 continue
@@ -413,6 +504,20 @@ class FaceDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self._require_setup()
+        if self.dataset == "shards":
+            # Lightning calls loader.sampler.set_epoch(e) before each epoch's iterator;
+            # this covers the first iterator of a resumed run, created before that call.
+            trainer = getattr(self, "trainer", None)
+            self.train_set.set_epoch(int(trainer.current_epoch) if trainer is not None else 0)
+            workers = self.num_workers
+            return ShardLoader(
+                self.train_set,
+                num_workers=workers,
+                pin_memory=self.pin_memory and torch.cuda.is_available(),
+                persistent_workers=self.persistent_workers and workers > 0,
+                worker_init_fn=seed_worker if workers > 0 else None,
+                generator=torch.Generator().manual_seed(self.seed),
+            )
         return self._loader(self.train_set, self.batch_size, train=True)
 
     def val_dataloader(self) -> DataLoader:
