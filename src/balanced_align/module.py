@@ -433,15 +433,20 @@ class BalancedAlignModule(L.LightningModule):
         datamodule = self.trainer.datamodule
         protocol = getattr(datamodule, f"{stage}_protocol")
         valid = rows["valid"].bool()
+        eyes = list(self.schema.left_eye) + list(self.schema.right_eye)
+        # ANME needs at least one face whose eye points all inverted (for d)
+        measurable = bool(valid[:, eyes].all(dim=1).any())
         metrics = evaluate_protocol(
             protocol,
             rows["embeddings"],
             labels=rows["labels"],
             yaw=rows["yaw"],
-            aligned_landmarks=rows["aligned_landmarks"] if bool(valid.any()) else None,
+            aligned_landmarks=rows["aligned_landmarks"] if measurable else None,
             schema=self.schema,
             valid=valid,
         )
+        if bool(valid.any()) and not measurable:
+            metrics["anme"] = float("nan")
         if bool(valid.any()):
             # fractions of evaluation landmarks whose inverse warp failed / lies on a fold
             metrics["anme_failed_frac"] = float((~valid).float().mean())

@@ -167,6 +167,14 @@ def run(cfg: DictConfig) -> float | None:
     )
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    if trainer.is_global_zero and cfg.get("figures", True):
+        # aligned faces, warp grid, α and template of the trained model (also to the loggers)
+        from balanced_align.viz import save_module_figures
+
+        batch = next(iter(datamodule.val_dataloader()))
+        save_module_figures(
+            model, batch, output_dir / "figures", loggers=loggers, step=trainer.global_step
+        )
     val_metrics = {
         k.removeprefix("val/"): _finite(v)
         for k, v in trainer.callback_metrics.items()

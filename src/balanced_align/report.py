@@ -1,0 +1,462 @@
+"""Report over training results: per-run and mean ± std tables, the study's figures, report.md.
+
+Every job of ``python train.py -m …`` writes ``results.json`` (see
+:mod:`balanced_align.training`). This module gathers them from one or more multirun
+directories (searched recursively) or single run directories / files, and builds
+
+- the **runs** table: one row per run (method, TPS grid size, location, λ, seed, which
+  split the metrics come from, ANME, rank-1, verification accuracy, rank-1 per |yaw| bin,
+  the failed / folded fractions of ANME's inverse warps);
+- the **summary** table: mean and sample std (ddof = 1) over the runs of each
+  (method, grid size, location, λ) group, i.e. over seeds;
+- the figures: ANME vs rank-1 (paper Fig. 3 / 7), input vs fmap bars (Fig. 4; only when
+  some method and λ were run at both locations), rank-1 per yaw curves;
+- ``report.md`` (markdown tables and the figures), ``runs.csv`` and ``summary.csv``.
+
+Metrics are the test split's when a run has them, else validation's (``stage="auto"``);
+``stage="test"`` or ``"val"`` insists on one split.
+
+CLI::
+
+    python -m balanced_align.report outputs/train/multiruns/2024-… [MORE …] --out report/
+    python -m balanced_align.report RUN_DIR --stage val --out report/ --wandb
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from balanced_align.viz.common import method_name
+from balanced_align.viz.export import figure_to_array, save_figures
+from balanced_align.viz.study import anme_rank1_figure, location_bars_figure, yaw_curves_figure
+
+STAGES = ("auto", "test", "val")
+#: the columns a summary groups by
+GROUP_KEYS = ("method", "tps_grid_size", "location", "lambda")
+#: metrics of the tables, in order; per-yaw rank-1 columns go between these two groups
+HEAD_METRICS = ("anme", "rank1", "verif_acc")
+TAIL_METRICS = ("anme_failed_frac", "folded_frac")
+#: where a results.json key can also be found in its flat config
+CONFIG_KEYS = {
+    "method": "align.method",
+    "location": "align.location",
+    "lambda": "loss.lambda",
+    "seed": "seed",
+    "tps_grid_size": "align.tps_grid_size",
+}
+METHOD_ORDER = {"none": 0, "affine": 1, "projective": 2, "tps": 3}
+_YAW = re.compile(r"^rank1_yaw(\d+(?:\.\d+)?)$")
+COLUMN_TITLES = {
+    "method_name": "method",
+    "location": "location",
+    "lambda": "λ",
+    "seed": "seed",
+    "stage": "split",
+    "n_runs": "runs",
+    "anme": "ANME",
+    "rank1": "rank-1",
+    "verif_acc": "verif. acc",
+    "anme_failed_frac": "ANME failed",
+    "folded_frac": "folded",
+    "run_dir": "run",
+}
+
+
+# -- finding and reading results -------------------------------------------------------------
+def find_results(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """Every ``results.json`` under ``paths`` (directories searched recursively; files as is).
+
+    Raises FileNotFoundError naming a path that does not exist, or all paths when no results
+    are found.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValueError("report: no paths given")
+    found: dict[Path, None] = {}
+    for path in paths:
+        if not path.exists():
+            raise FileNotFoundError(f"report: {path} does not exist")
+        candidates = [path] if path.is_file() else sorted(path.rglob("results.json"))
+        for candidate in candidates:
+            found.setdefault(candidate.resolve(), None)
+    if not found:
+        raise FileNotFoundError(f"report: no results.json under {', '.join(str(p) for p in paths)}")
+    return list(found)
+
+
+def load_results(path: str | os.PathLike) -> dict:
+    """Read and check one ``results.json``; errors name the file and the missing key."""
+    path = Path(path)
+    try:
+        results = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(results, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(results).__name__}")
+    config = results.get("config") if isinstance(results.get("config"), dict) else {}
+    for key, flat in CONFIG_KEYS.items():
+        if results.get(key) is None and config.get(flat) is not None:
+            results[key] = config[flat]
+    missing = [k for k in ("method", "location", "lambda", "seed") if results.get(k) is None]
+    if missing:
+        raise ValueError(f"{path}: missing key(s) {missing} (expected a training results.json)")
+    for stage in ("val", "test"):
+        if not isinstance(results.get(stage) or {}, dict):
+            raise ValueError(f"{path}: '{stage}' must be a dict of metrics")
+    return results
+
+
+def _number(value) -> float:
+    if value is None:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def run_row(results: Mapping, path: str | os.PathLike, stage: str = "auto") -> dict:
+    """One runs-table row from a loaded ``results.json``."""
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+    test, val = results.get("test") or {}, results.get("val") or {}
+    chosen = stage if stage != "auto" else ("test" if test else "val")
+    metrics = test if chosen == "test" else val
+    if not metrics:
+        what = "neither test nor val metrics" if stage == "auto" else f"no {stage} metrics"
+        raise ValueError(f"{path}: {what}")
+    method = str(results["method"])
+    grid = results.get("tps_grid_size") if method == "tps" else None
+    row = {
+        "method": method,
+        "tps_grid_size": None if grid is None else int(grid),
+        "location": "none" if method == "none" else str(results["location"]),
+        "lambda": float(results["lambda"]),
+        "method_name": method_name(method, grid),
+        "seed": int(results["seed"]),
+        "stage": chosen,
+    }
+    for name, value in metrics.items():
+        row[name] = _number(value)
+    row["run_dir"] = str(Path(path).parent)
+    return row
+
+
+# -- tables ----------------------------------------------------------------------------------
+def metric_columns(columns: Iterable[str]) -> list[str]:
+    """The report's metric columns among ``columns``, in table order (yaw bins by angle)."""
+    columns = list(columns)
+    yaw = sorted((float(m.group(1)), c) for c in columns if (m := _YAW.match(c)))
+    return list(HEAD_METRICS) + [c for _, c in yaw] + [c for c in TAIL_METRICS if c in columns]
+
+
+def runs_table(paths, stage: str = "auto") -> pd.DataFrame:
+    """One row per run found under ``paths`` (see :func:`find_results`).
+
+    Columns: method, tps_grid_size (nullable int), location ("none" without alignment),
+    lambda, method_name, seed, stage (the split the metrics come from), the metric columns of
+    :func:`metric_columns` (NaN where a run lacks one), run_dir. Sorted by method, grid size,
+    location, λ, seed.
+    """
+    rows = [run_row(load_results(p), p, stage) for p in find_results(paths)]
+    table = pd.DataFrame(rows)
+    for metric in HEAD_METRICS:
+        if metric not in table:
+            table[metric] = np.nan
+    metrics = metric_columns(table.columns)
+    keys = ["method", "tps_grid_size", "location", "lambda", "method_name", "seed", "stage"]
+    table = table[[*keys, *metrics, "run_dir"]]
+    table["tps_grid_size"] = table["tps_grid_size"].astype("Int64")
+    order = table["method"].map(METHOD_ORDER).fillna(len(METHOD_ORDER))
+    table = (
+        table.assign(_order=order)
+        .sort_values(["_order", "method", "tps_grid_size", "location", "lambda", "seed"])
+        .drop(columns="_order")
+        .reset_index(drop=True)
+    )
+    return table
+
+
+def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sample std (ddof = 1) over the runs of each (method, grid, location, λ).
+
+    Columns: the group keys, method_name, n_runs, seeds (comma-separated), then
+    ``<metric>_mean`` and ``<metric>_std`` per metric (std NaN for a single run; NaN metric
+    values are left out of both).
+    """
+    missing = [c for c in (*GROUP_KEYS, "seed", "method_name") if c not in runs]
+    if missing:
+        raise ValueError(f"summary_table: the runs table lacks columns {missing}")
+    metrics = metric_columns(runs.columns)
+    groups = runs.groupby(list(GROUP_KEYS), dropna=False, sort=False)
+    rows = []
+    for keys, group in groups:
+        row = dict(zip(GROUP_KEYS, keys))
+        row["method_name"] = group["method_name"].iloc[0]
+        row["n_runs"] = len(group)
+        row["seeds"] = ",".join(str(s) for s in sorted(group["seed"]))
+        for metric in metrics:
+            values = group[metric].to_numpy(float)
+            values = values[~np.isnan(values)]
+            row[f"{metric}_mean"] = values.mean() if values.size else np.nan
+            row[f"{metric}_std"] = values.std(ddof=1) if values.size > 1 else np.nan
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+    summary["tps_grid_size"] = summary["tps_grid_size"].astype("Int64")
+    return summary
+
+
+# -- markdown --------------------------------------------------------------------------------
+def _cell(value, digits: int | None = 4) -> str:
+    """Text of one cell: floats with ``digits`` decimals (``None``: shortest form)."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, (float, np.floating)):
+        return f"{value:g}" if digits is None else f"{value:.{digits}f}"
+    return str(value).replace("|", "\\|")
+
+
+#: columns shown in their shortest form (not as 4-decimal metrics)
+PLAIN_COLUMNS = ("lambda", "seed", "n_runs", "tps_grid_size")
+
+
+def markdown_table(table: pd.DataFrame, titles: Mapping[str, str] | None = None) -> str:
+    """A GitHub markdown table of ``table`` (cells formatted by hand; no tabulate needed)."""
+    titles = dict(titles or {})
+    header = [titles.get(c, _column_title(c)) for c in table.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for _, row in table.iterrows():
+        cells = [
+            _cell(v, None if c in PLAIN_COLUMNS else 4) for c, v in zip(table.columns, row.tolist())
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _column_title(column: str) -> str:
+    match = _YAW.match(column)
+    if match:
+        return f"rank-1 {match.group(1)}°"
+    return COLUMN_TITLES.get(column, column)
+
+
+def summary_display(summary: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
+    """The summary with one "mean ± std" text column per metric (for markdown and W&B)."""
+    out = summary[["method_name", "location", "lambda", "n_runs", "seeds"]].copy()
+    for metric in metric_columns(c.removesuffix("_mean") for c in summary.columns):
+        mean, std = summary[f"{metric}_mean"], summary[f"{metric}_std"]
+        out[metric] = [
+            "–" if pd.isna(m) else f"{m:.{digits}f}" + ("" if pd.isna(s) else f" ± {s:.{digits}f}")
+            for m, s in zip(mean, std)
+        ]
+    return out
+
+
+# -- the report ------------------------------------------------------------------------------
+@dataclass
+class Report:
+    """Tables and figures of one report (see the module docstring)."""
+
+    runs: pd.DataFrame
+    summary: pd.DataFrame
+    figures: dict[str, Figure] = field(default_factory=dict)
+    stage: str = "auto"
+    sources: list[Path] = field(default_factory=list)
+
+    def markdown(self, figure_files: Mapping[str, str] | None = None) -> str:
+        """report.md's text; ``figure_files`` maps figure names to relative image paths."""
+        splits = sorted(set(self.runs["stage"]))
+        lines = [
+            "# balanced-align report",
+            "",
+            f"{len(self.runs)} runs in {len(self.summary)} groups, from: "
+            + ", ".join(f"`{s}`" for s in self.sources),
+            "",
+            f"Metrics of the {' and '.join(splits)} split(s) (stage={self.stage}: the test "
+            "split where a run has it, else validation). ANME: lower = stronger alignment; "
+            "'ANME failed': fraction of evaluation landmarks whose inverse warp did not "
+            "converge; 'folded': fraction on a fold of the warp.",
+            "",
+            "## Mean ± std over seeds",
+            "",
+            *self._pooling_note(),
+            markdown_table(summary_display(self.summary)),
+            "",
+        ]
+        captions = {
+            "anme_vs_rank1": "ANME vs rank-1 (paper Fig. 3 / 7)",
+            "input_vs_fmap": "Alignment at the input vs at the feature map (paper Fig. 4)",
+            "rank1_per_yaw": "Rank-1 per |yaw| bin",
+        }
+        if figure_files:
+            lines += ["## Figures", ""]
+            for name, file in figure_files.items():
+                lines += [f"### {captions.get(name, name)}", "", f"![{name}]({file})", ""]
+        columns = [c for c in self.runs.columns if c not in ("method", "tps_grid_size")]
+        columns.insert(0, columns.pop(columns.index("method_name")))
+        runs = self.runs[columns].assign(run_dir=[Path(p).name for p in self.runs["run_dir"]])
+        lines += ["## Runs", "", markdown_table(runs), ""]
+        return "\n".join(lines)
+
+    def _pooling_note(self) -> list[str]:
+        """A warning line when a group holds the same seed twice (other settings pooled)."""
+        repeated = self.summary[
+            [
+                len(set(s.split(","))) < n
+                for s, n in zip(self.summary["seeds"], self.summary["n_runs"])
+            ]
+        ]
+        if repeated.empty:
+            return []
+        names = ", ".join(
+            f"{r.method_name}@{r.location} λ={r['lambda']:g}" for _, r in repeated.iterrows()
+        )
+        return [
+            f"**Note:** {names} repeat a seed: runs that differ in settings other than "
+            "method, grid size, location and λ are pooled there.",
+            "",
+        ]
+
+
+def study_figures(summary: pd.DataFrame) -> dict[str, Figure]:
+    """The figures a summary supports: anme_vs_rank1, input_vs_fmap, rank1_per_yaw."""
+    figures = {}
+    if summary[["anme_mean", "rank1_mean"]].notna().all(axis=1).any():
+        figures["anme_vs_rank1"] = anme_rank1_figure(summary)
+    bars = location_bars_figure(summary)
+    if bars is not None:
+        figures["input_vs_fmap"] = bars
+    yaw = yaw_curves_figure(summary)
+    if yaw is not None:
+        figures["rank1_per_yaw"] = yaw
+    return figures
+
+
+def build_report(paths, stage: str = "auto") -> Report:
+    """Tables and figures of the runs under ``paths`` (nothing written)."""
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    runs = runs_table(paths, stage)
+    summary = summary_table(runs)
+    return Report(runs, summary, study_figures(summary), stage, [Path(p) for p in paths])
+
+
+def write_report(report: Report, out: str | os.PathLike) -> dict[str, Path]:
+    """Write the figures (PNG), runs.csv, summary.csv and report.md into ``out``."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"report: --out {out} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    written = dict(save_figures(report.figures, out))
+    report.runs.to_csv(out / "runs.csv", index=False)
+    report.summary.to_csv(out / "summary.csv", index=False)
+    markdown = report.markdown({name: path.name for name, path in written.items()})
+    (out / "report.md").write_text(markdown, encoding="utf-8")
+    written.update(
+        {
+            "runs.csv": out / "runs.csv",
+            "summary.csv": out / "summary.csv",
+            "report.md": out / "report.md",
+        }
+    )
+    return written
+
+
+def make_report(paths, out: str | os.PathLike, stage: str = "auto") -> Report:
+    """:func:`build_report` then :func:`write_report`."""
+    report = build_report(paths, stage)
+    write_report(report, out)
+    return report
+
+
+# -- W&B -------------------------------------------------------------------------------------
+def _wandb_table(table: pd.DataFrame):
+    import wandb
+
+    plain = table.astype(object).where(table.notna(), None)
+    return wandb.Table(columns=[str(c) for c in table.columns], data=plain.values.tolist())
+
+
+def log_report_to_wandb(report: Report, run=None, prefix: str = "report") -> bool:
+    """Log the runs and summary tables and the figures to a W&B run.
+
+    ``run`` defaults to the active ``wandb.run``; without one nothing is logged and False is
+    returned (no server needed: offline and disabled runs work as usual).
+    """
+    import wandb
+
+    run = run if run is not None else wandb.run
+    if run is None:
+        return False
+    payload = {
+        f"{prefix}/runs": _wandb_table(report.runs),
+        f"{prefix}/summary": _wandb_table(summary_display(report.summary)),
+    }
+    for name, fig in report.figures.items():
+        payload[f"{prefix}/{name}"] = wandb.Image(figure_to_array(fig, dpi=110), caption=name)
+    run.log(payload)
+    return True
+
+
+# -- CLI -------------------------------------------------------------------------------------
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m balanced_align.report",
+        description="Tables and figures over training results (results.json files).",
+    )
+    parser.add_argument("paths", nargs="+", help="multirun dirs, run dirs or results.json files")
+    parser.add_argument("--out", required=True, help="output directory (created)")
+    parser.add_argument(
+        "--stage",
+        choices=STAGES,
+        default="auto",
+        help="metrics of the test or val split (auto: test where present, else val)",
+    )
+    parser.add_argument("--wandb", action="store_true", help="also log the report to W&B")
+    parser.add_argument("--wandb-project", default="balanced-align", help="W&B project")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    args = parse_args(argv)
+    try:
+        report = build_report(args.paths, args.stage)
+        written = write_report(report, args.out)
+    except (FileNotFoundError, NotADirectoryError, ValueError) as err:
+        print(f"report: error: {err}", file=sys.stderr)
+        return 2
+    print(markdown_table(summary_display(report.summary)))
+    print(f"\n{len(report.runs)} runs; wrote {', '.join(sorted(written))} to {args.out}")
+    if args.wandb:
+        import wandb
+
+        mode = os.environ.get("WANDB_MODE") or (
+            "online" if os.environ.get("WANDB_API_KEY") else "offline"
+        )
+        run = wandb.init(project=args.wandb_project, job_type="report", mode=mode)
+        log_report_to_wandb(report, run)
+        run.finish()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

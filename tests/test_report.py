@@ -1,0 +1,252 @@
+"""report: tables over a synthetic multirun (against numpy), files, CLI, W&B offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from balanced_align.report import (
+    build_report,
+    log_report_to_wandb,
+    main,
+    make_report,
+    markdown_table,
+    runs_table,
+    summary_table,
+)
+
+METHODS = (("tps", 8), ("affine", None))
+LOCATIONS = ("input", "fmap")
+LAMBDAS = (0.0, 3.0)
+SEEDS = (0, 1)
+YAWS = (15, 30, 45, 60, 75, 90)
+
+
+def _metrics(rng, lam, location) -> dict:
+    test = {
+        "rank1": 0.7 + 0.02 * lam + rng.normal(0, 0.01),
+        "verif_acc": 0.9 + rng.normal(0, 0.01),
+        "anme": 0.2 - 0.03 * lam + (0.02 if location == "input" else 0.0) + rng.normal(0, 0.005),
+        "anme_failed_frac": rng.uniform(0, 0.02),
+        "folded_frac": rng.uniform(0, 0.01),
+        "verif_auc": 0.95,
+    }
+    for k, yaw in enumerate(YAWS):
+        test[f"rank1_yaw{yaw}"] = 0.9 - 0.1 * k + rng.normal(0, 0.01)
+    test["rank1_yaw30"] = None  # an empty bin (NaN in training is written as null)
+    return test
+
+
+@pytest.fixture
+def multirun(tmp_path) -> tuple[Path, list[dict]]:
+    """A Hydra-like multirun dir: 2 methods × 2 locations × 2 λ × 2 seeds = 16 jobs."""
+    root = tmp_path / "multiruns" / "2024-01-01_00-00-00"
+    root.mkdir(parents=True)
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    rng = np.random.default_rng(0)
+    records, job = [], 0
+    for method, grid in METHODS:
+        for location in LOCATIONS:
+            for lam in LAMBDAS:
+                for seed in SEEDS:
+                    job_dir = root / f"{job}_align={method},loss.lambda={lam}"
+                    (job_dir / ".hydra").mkdir(parents=True)
+                    test = _metrics(rng, lam, location)
+                    results = {
+                        "run": f"{method}@{location} λ={lam} seed={seed}",
+                        "method": method,
+                        "tps_grid_size": grid,
+                        "location": location,
+                        "lambda": lam,
+                        "seed": seed,
+                        "val": {k: (None if v is None else v + 0.5) for k, v in test.items()},
+                        "test": test,
+                        "wall_time_s": 1.0,
+                        "config": {"align.method": method, "loss.lambda": lam},
+                    }
+                    (job_dir / "results.json").write_text(json.dumps(results))
+                    records.append(results)
+                    job += 1
+    return root, records
+
+
+def test_runs_table_has_one_row_per_run(multirun):
+    root, records = multirun
+    table = runs_table(root)
+    assert len(table) == 16
+    grids = [None if pd.isna(g) else int(g) for g in table.tps_grid_size]
+    got = set(zip(table.method, grids, table.location, table["lambda"]))
+    expected = {(m, g, loc, lam) for m, g in METHODS for loc in LOCATIONS for lam in LAMBDAS}
+    assert got == expected
+    assert set(table.stage) == {"test"}
+    assert set(table.method_name) == {"STN-TPS-Grid-8", "STN-Affine"}
+    # metric values are copied from each file's test metrics
+    for record in records:
+        row = table[
+            (table.method == record["method"])
+            & (table.location == record["location"])
+            & (table["lambda"] == record["lambda"])
+            & (table.seed == record["seed"])
+        ]
+        assert len(row) == 1
+        for metric in ("rank1", "anme", "verif_acc", "rank1_yaw90", "folded_frac"):
+            assert row[metric].iloc[0] == pytest.approx(record["test"][metric])
+        assert np.isnan(row["rank1_yaw30"].iloc[0])
+    yaw_columns = [c for c in table.columns if c.startswith("rank1_yaw")]
+    assert yaw_columns == [f"rank1_yaw{y}" for y in YAWS]
+
+
+def test_summary_mean_and_std_match_numpy(multirun):
+    root, records = multirun
+    summary = summary_table(runs_table(root))
+    assert len(summary) == 8
+    assert (summary.n_runs == 2).all()
+    for _, row in summary.iterrows():
+        group = [
+            r
+            for r in records
+            if r["method"] == row.method
+            and r["location"] == row.location
+            and r["lambda"] == row["lambda"]
+        ]
+        assert len(group) == 2
+        for metric in ("anme", "rank1", "verif_acc", "rank1_yaw15", "anme_failed_frac"):
+            values = np.array([r["test"][metric] for r in group])
+            assert row[f"{metric}_mean"] == pytest.approx(np.mean(values), rel=1e-12)
+            assert row[f"{metric}_std"] == pytest.approx(np.std(values, ddof=1), rel=1e-9)
+        assert np.isnan(row["rank1_yaw30_mean"])
+
+
+def test_stage_selection(multirun, tmp_path):
+    root, records = multirun
+    val = runs_table(root, stage="val")
+    assert set(val.stage) == {"val"}
+    assert sorted(val.rank1) == pytest.approx(sorted(r["val"]["rank1"] for r in records))
+    # a run without test metrics: auto falls back to val; stage="test" names the file
+    job = next(root.glob("0_*")) / "results.json"
+    data = json.loads(job.read_text())
+    data["test"] = {}
+    job.write_text(json.dumps(data))
+    auto = runs_table(root)
+    assert (auto.stage == "val").sum() == 1
+    with pytest.raises(ValueError, match=r"0_align.*no test metrics"):
+        runs_table(root, stage="test")
+
+
+def _check_png(path: Path) -> None:
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("L"), dtype=float)
+    assert min(pixels.shape) > 200
+    assert pixels.std() > 10  # not blank
+    assert len(np.unique(pixels)) > 20  # drawn content, not a flat fill
+
+
+def test_make_report_writes_markdown_and_figures(multirun, tmp_path):
+    root, records = multirun
+    out = tmp_path / "report"
+    report = make_report([root], out)
+    for name in ("anme_vs_rank1", "input_vs_fmap", "rank1_per_yaw"):
+        _check_png(out / f"{name}.png")
+    text = (out / "report.md").read_text(encoding="utf-8")
+    group = [
+        r["test"]["rank1"]
+        for r in records
+        if r["method"] == "tps" and r["location"] == "fmap" and r["lambda"] == 3.0
+    ]
+    cell = f"{np.mean(group):.4f} ± {np.std(group, ddof=1):.4f}"
+    assert cell in text
+    assert "![anme_vs_rank1](anme_vs_rank1.png)" in text
+    assert text.count("\n| STN-") == 8 + 16  # summary rows + run rows
+    assert (out / "summary.csv").is_file() and (out / "runs.csv").is_file()
+    assert len(report.runs) == 16
+
+
+def test_no_bars_without_both_locations(multirun, tmp_path):
+    root, _ = multirun
+    for path in root.glob("*/results.json"):
+        if json.loads(path.read_text())["location"] == "input":
+            path.unlink()
+    report = make_report(root, tmp_path / "out")
+    assert set(report.figures) == {"anme_vs_rank1", "rank1_per_yaw"}
+    assert not (tmp_path / "out" / "input_vs_fmap.png").exists()
+
+
+def test_single_run_dir_and_file(multirun):
+    root, _ = multirun
+    job = next(root.glob("3_*"))
+    assert len(runs_table(job)) == 1
+    assert len(runs_table([job / "results.json", job])) == 1  # the same file once
+
+
+def test_no_alignment_run_and_repeated_seed_note(multirun, tmp_path):
+    root, records = multirun
+    extra = tmp_path / "none_run"
+    extra.mkdir()
+    plain = dict(records[0], method="none", tps_grid_size=None, location="fmap", seed=0)
+    (extra / "results.json").write_text(json.dumps(plain))
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    (twin / "results.json").write_text(json.dumps(records[0]))  # same group and seed again
+    report = build_report([root, extra, twin])
+    row = report.runs[report.runs.method == "none"].iloc[0]
+    assert (row.method_name, row.location) == ("None", "none")
+    text = report.markdown()
+    assert text.count("repeat a seed") == 1 and "STN-TPS-Grid-8@input λ=0" in text
+
+
+def test_bad_inputs_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        runs_table(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match=r"no results\.json"):
+        runs_table(tmp_path)
+    bad = tmp_path / "a" / "results.json"
+    bad.parent.mkdir()
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match=r"a/results\.json: not valid JSON"):
+        runs_table(tmp_path)
+    bad.write_text(json.dumps({"method": "tps", "location": "fmap", "test": {"rank1": 1}}))
+    with pytest.raises(ValueError, match=r"missing key\(s\) \['lambda', 'seed'\]"):
+        runs_table(tmp_path)
+
+
+def test_cli(multirun, tmp_path, capsys):
+    root, _ = multirun
+    out = tmp_path / "cli"
+    assert main([str(root), "--out", str(out), "--stage", "val"]) == 0
+    assert (out / "report.md").is_file()
+    assert "STN-TPS-Grid-8" in capsys.readouterr().out
+    assert main([str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert "missing does not exist" in capsys.readouterr().err
+
+
+def test_markdown_table_by_hand():
+    table = pd.DataFrame({"method_name": ["A|B"], "lambda": [3.0], "rank1": [0.5], "x": [None]})
+    assert markdown_table(table) == (
+        "| method | λ | rank-1 | x |\n|---|---|---|---|\n| A\\|B | 3 | 0.5000 | – |"
+    )
+
+
+def test_log_report_to_wandb_offline(multirun, tmp_path, monkeypatch):
+    import wandb
+
+    root, _ = multirun
+    report = build_report(root)
+    assert log_report_to_wandb(report) is False  # no active run: nothing to do
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    run = wandb.init(project="balanced-align-test", dir=str(tmp_path), mode="offline")
+    try:
+        assert log_report_to_wandb(report, run) is True
+        summary = dict(run.summary)
+    finally:
+        run.finish()
+    assert summary["report/runs"]["_type"] == "table-file"
+    assert summary["report/summary"]["_type"] == "table-file"
+    assert summary["report/anme_vs_rank1"]["_type"] == "image-file"
+    images = list(Path(run.dir).rglob("*.png"))
+    assert len(images) == len(report.figures)
