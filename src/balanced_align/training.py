@@ -19,6 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from balanced_align.models import LANDMARK_METHODS
 from balanced_align.module import DEFAULTS, BalancedAlignModule, merge_config, validate_config
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ def needs_landmarks(cfg: DictConfig) -> str | None:
     """Why this run needs landmarks (None if it does not)."""
     if cfg.loss["lambda"] > 0:
         return f"loss.lambda={float(cfg.loss['lambda'])} > 0 (the alignment loss)"
+    if cfg.align.method in LANDMARK_METHODS:
+        return f"align.method={cfg.align.method} (aligns each image by its landmarks)"
     return None
 
 

@@ -64,6 +64,13 @@ def test_landmarks_required_but_absent(tmp_path, shared_data):
         run(cfg)
 
 
+def test_landmark_baseline_on_a_source_without_landmarks(tmp_path, shared_data):
+    overrides = ["data=folder", f"data.root={shared_data / 'att_faces'}", "align=fullalign"]
+    cfg = compose_train([*TINY[:5], *overrides, "loss.lambda=0", *TINY[-6:]], output_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"has no landmarks, but align\.method=fullalign"):
+        run(cfg)
+
+
 def test_resume_from_checkpoint_continues_training(tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     _run(first, ["trainer.max_epochs=1"])
