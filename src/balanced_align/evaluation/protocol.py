@@ -118,7 +118,7 @@ class EvaluationProtocol:
             raise ValueError("EvaluationProtocol.pose_tolerance must be >= 0")
 
 
-def _far_name(far: float) -> str:
+def far_metric_name(far: float) -> str:
     exponent = round(math.log10(far)) if far > 0 else None
     if exponent is not None and math.isclose(far, 10.0**exponent):
         return f"tar@far=1e{exponent}"
@@ -177,7 +177,7 @@ def evaluate_protocol(
         out["verif_acc_std"] = ver.accuracy_std
         out["verif_auc"] = ver.roc_auc
         for far, tar in ver.tar_at_far.items():
-            out[_far_name(far)] = tar
+            out[far_metric_name(far)] = tar
 
     if np.asarray(protocol.probe_indices).size:
         lab = need_labels()

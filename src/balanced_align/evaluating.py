@@ -1,0 +1,428 @@
+"""The evaluation job behind ``eval.py``: load a checkpoint safely, embed, run, write.
+
+``run(cfg)`` reads every selected benchmark's files first (so a bad path fails before any
+embedding), loads the checkpoint with ``torch.load(weights_only=True)`` only, embeds with
+flip TTA in batches on ``cuda`` when available, runs the protocols of
+:mod:`balanced_align.evaluation.benchmarks`, and writes ``results.json`` and ``results.md``
+to Hydra's run dir (``paths.output_dir``), prints a table and logs the metrics to the
+configured loggers.
+
+Config (``conf/eval.yaml``): ``ckpt_path``, ``benchmark`` (one key per selected benchmark,
+each with its ``kind``: lfw | bin | ytf | megaface | multipie), ``device``, ``batch_size``,
+``precision`` (32 | bf16 | 16), ``flip``, ``num_workers``, ``logger``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import pickle
+import time
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from balanced_align.data.formats import (
+    read_bin,
+    read_distractor_list,
+    read_lfw_pairs,
+    read_pose_list,
+    read_probe_list,
+    read_video_pairs,
+)
+from balanced_align.evaluation import benchmarks as bm
+from balanced_align.module import BalancedAlignModule
+
+log = logging.getLogger(__name__)
+
+KINDS = ("lfw", "bin", "ytf", "megaface", "multipie")
+PRECISIONS = {"32": None, "32-true": None, "bf16": torch.bfloat16, "bf16-mixed": torch.bfloat16}
+PRECISIONS.update({"16": torch.float16, "16-mixed": torch.float16})
+#: metrics shown first in the printed table (then the rest in their order)
+HEADLINE = ("verif_acc", "rank1", "rank1_mean")
+
+
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint that ``torch.load(weights_only=True)`` refuses; never loaded unsafely."""
+
+
+# -- checkpoint ------------------------------------------------------------------------------
+def load_checkpoint(path: str | Path, map_location="cpu") -> BalancedAlignModule:
+    """Rebuild the :class:`BalancedAlignModule` of a Lightning checkpoint, in eval mode.
+
+    The file is read with ``torch.load(weights_only=True)`` (tensors, plain containers and
+    numbers only: nothing in it is executed); a file that needs anything else raises
+    :class:`UnsafeCheckpointError` and is not loaded at all. The module is built from the
+    checkpoint's ``hyper_parameters`` and its ``state_dict`` is loaded strictly. A T_fix†
+    template file named in the hyperparameters is not read: the template is in the state.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path {str(path)!r} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise UnsafeCheckpointError(
+            f"checkpoint {str(path)!r} cannot be loaded safely: torch.load(weights_only=True) "
+            f"refused it ({_reason(error)}). eval.py never falls back to unsafe loading; save "
+            "a checkpoint that holds only tensors and plain containers "
+            "({'state_dict': …, 'hyper_parameters': …})"
+        ) from None
+    except Exception as error:  # truncated or not a torch file: KeyError, EOFError, …
+        raise ValueError(
+            f"checkpoint {str(path)!r} is not a readable torch file "
+            f"({type(error).__name__}: {error})"
+        ) from None
+    if not isinstance(checkpoint, Mapping) or not {"state_dict", "hyper_parameters"} <= set(
+        checkpoint
+    ):
+        keys = sorted(checkpoint) if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
+        raise ValueError(
+            f"checkpoint {str(path)!r}: expected a Lightning checkpoint with 'state_dict' and "
+            f"'hyper_parameters', got {keys}"
+        )
+    hparams = dict(checkpoint["hyper_parameters"])
+    loss = dict(hparams.get("loss") or {})
+    if loss.get("template_checkpoint"):  # the frozen template comes with the state dict
+        loss.update(template_checkpoint=None, learn_template=False)
+        hparams["loss"] = loss
+    try:
+        model = BalancedAlignModule(**hparams)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"checkpoint {str(path)!r}: bad hyper_parameters: {error}") from None
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        raise ValueError(
+            f"checkpoint {str(path)!r}: state_dict does not fit the model: {error}"
+        ) from None
+    if model.landmark_aligned:  # rebuild the aligner's spline from the loaded template
+        model.set_template(model.template.detach().clone())
+    return model.eval()
+
+
+def _reason(error: Exception) -> str:
+    """The part of torch's weights_only error that names the refused global."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        if "WeightsUnpickler error" in line:
+            return line.split(" was not an allowed global")[0]
+    return lines[0] if lines else type(error).__name__
+
+
+def hparams_summary(model: BalancedAlignModule) -> dict:
+    """method, location, λ and the model size of a loaded module (plain values)."""
+    hp = model.hparams
+    return {
+        "method": hp.align["method"],
+        "tps_grid_size": hp.align["tps_grid_size"] if hp.align["method"] == "tps" else None,
+        "location": hp.align["location"],
+        "lambda": float(hp.loss["lambda"]),
+        "head": hp.loss["head"],
+        "backbone": hp.model["backbone"],
+        "width": hp.model["width"],
+        "input_size": hp.model["input_size"],
+        "embedding_dim": hp.model["embedding_dim"],
+        "num_classes": hp.num_classes,
+    }
+
+
+def make_embed(
+    model: BalancedAlignModule, device: torch.device, dtype: torch.dtype | None
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """images (B, 3, H, W) in [−1, 1] (any device) -> (B, D) float32 embeddings on
+    ``device``, under autocast to ``dtype`` when given (the geometry stays float32)."""
+    channels_last = bool(model.hparams.model["channels_last"])
+
+    def embed(images: torch.Tensor) -> torch.Tensor:
+        images = images.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+        with torch.inference_mode(), autocast:
+            return model(images).float()
+
+    return embed
+
+
+# -- benchmarks --------------------------------------------------------------------------------
+@dataclass
+class Job:
+    """One benchmark to run: results key, kind, and the call on (embed, options)."""
+
+    name: str
+    kind: str
+    call: Callable[[Callable, bm.EmbedOptions], dict]
+
+
+def _path(conf: Mapping, key: str, where: str) -> str:
+    value = conf.get(key)
+    if value is None or value == "???" or str(value).strip() == "":
+        raise ValueError(f"{where}.{key} is required (a path)")
+    return str(value)
+
+
+def prepare(name: str, conf: Mapping, run_dir: Path, device="cpu") -> list[Job]:
+    """Read benchmark ``name``'s files now (errors name the key or file); return its jobs.
+
+    ``run_dir`` holds files a benchmark writes (MegaFace features); ``device`` runs the
+    MegaFace search (builtin backend).
+    """
+    where = f"benchmark.{name}"
+    kind = conf.get("kind")
+    if kind not in KINDS:
+        raise ValueError(f"{where}.kind must be one of {KINDS}, got {kind!r}")
+    if kind == "lfw":
+        pairs = read_lfw_pairs(
+            _path(conf, "pairs", where), _path(conf, "root", where), ext=conf.get("ext", "jpg")
+        )
+        n_folds = int(conf.get("n_folds", 10))
+        return [Job(name, kind, lambda e, o: bm.lfw_benchmark(e, pairs, o, n_folds))]
+    if kind == "bin":
+        paths = conf.get("path")
+        paths = [paths] if isinstance(paths, str) else list(paths or [])
+        if not paths:
+            raise ValueError(f"{where}.path is required (one .bin file or a list)")
+        n_folds = int(conf.get("n_folds", 10))
+        jobs = []
+        for path in paths:
+            data = read_bin(path)
+            jobs.append(
+                Job(
+                    f"{name}/{Path(path).stem}",
+                    kind,
+                    lambda e, o, data=data: bm.bin_benchmark(e, data, o, n_folds),
+                )
+            )
+        if len({job.name for job in jobs}) != len(jobs):
+            raise ValueError(f"{where}.path: two files share a name: {paths}")
+        return jobs
+    if kind == "ytf":
+        max_frames = conf.get("max_frames")
+        videos = read_video_pairs(
+            _path(conf, "splits", where),
+            _path(conf, "root", where),
+            max_frames=None if max_frames is None else int(max_frames),
+        )
+        return [Job(name, kind, lambda e, o: bm.video_benchmark(e, videos, o))]
+    if kind == "megaface":
+        probes = read_probe_list(_path(conf, "probes", where))
+        distractors = read_distractor_list(_path(conf, "distractors", where))
+        probe_root = _path(conf, "probe_root", where)
+        distractor_root = _path(conf, "distractor_root", where)
+        bm.check_files(probes.paths, probe_root, f"{where} probes")
+        bm.check_files(distractors, distractor_root, f"{where} distractors")
+        backend = conf.get("backend", "builtin")
+        if backend not in bm.BACKENDS:
+            raise ValueError(f"{where}.backend must be one of {bm.BACKENDS}, got {backend!r}")
+        features = Path(conf.get("features") or f"{name}_distractors.npy")
+        features = features if features.is_absolute() else run_dir / features
+        options = {
+            "features_path": features,
+            "probe_root": probe_root,
+            "distractor_root": distractor_root,
+            "ranks": [int(r) for r in conf.get("ranks", (1, 5, 10))],
+            "chunk_size": int(conf.get("chunk_size", 16384)),
+            "backend": backend,
+            "search_device": device,
+        }
+
+        def megaface(e, o):
+            out = bm.megaface_benchmark(e, probes, distractors, o, **options)
+            if not conf.get("keep_features", True):
+                features.unlink(missing_ok=True)
+            return out
+
+        return [Job(name, kind, megaface)]
+    poses = read_pose_list(_path(conf, "poses", where))
+    root = _path(conf, "root", where)
+    bm.check_files(poses.paths, root, f"{where} images")
+    kwargs = {
+        "root": root,
+        "bins": [float(b) for b in conf.get("bins", bm.DEFAULT_YAW_BINS)],
+        "tolerance": float(conf.get("tolerance", 7.5)),
+        "include_frontal": bool(conf.get("include_frontal", False)),
+    }
+    return [Job(name, kind, lambda e, o: bm.pose_benchmark(e, poses, o, **kwargs))]
+
+
+# -- the job -------------------------------------------------------------------------------------
+def _device(name: str | None) -> torch.device:
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r}, but CUDA is not available")
+    return device
+
+
+def _precision(value, device: torch.device) -> torch.dtype | None:
+    key = str(value)
+    if key not in PRECISIONS:
+        raise ValueError(f"precision must be one of 32, bf16, 16; got {value!r}")
+    dtype = PRECISIONS[key]
+    if dtype is torch.float16 and device.type != "cuda":
+        raise ValueError("precision=16 needs a CUDA device; use bf16 on CPU")
+    return dtype
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _benchmarks(cfg: DictConfig) -> dict:
+    selected = cfg.get("benchmark")
+    if not selected:
+        raise ValueError(
+            "no benchmark selected: pass benchmark=<lfw|bin|ytf|megaface|multipie> or a list "
+            "like benchmark=[lfw,megaface]"
+        )
+    return OmegaConf.to_container(selected, resolve=True)
+
+
+def run(cfg: DictConfig) -> dict:
+    """Evaluate ``cfg.ckpt_path`` on the selected benchmarks; return the results dict."""
+    start = time.perf_counter()
+    if not cfg.get("ckpt_path"):
+        raise ValueError("ckpt_path is required (a Lightning checkpoint from train.py)")
+    batch_size = cfg.get("batch_size", 128)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    device = _device(cfg.get("device"))
+    dtype = _precision(cfg.get("precision", 32), device)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    selected = _benchmarks(cfg)
+
+    model = load_checkpoint(cfg.ckpt_path, map_location="cpu")
+    summary = hparams_summary(model)
+    if model.landmark_aligned:
+        raise ValueError(
+            f"checkpoint {cfg.ckpt_path!r} uses align.method={summary['method']}, which aligns "
+            "each image by its own landmarks; the selected benchmark(s) "
+            f"{sorted(selected)} provide no landmarks (evaluate an STN or align=none model)"
+        )
+    jobs = [
+        job for name, conf in selected.items() for job in prepare(name, conf, output_dir, device)
+    ]
+
+    model.to(device)
+    embed = make_embed(model, device, dtype)
+    options = bm.EmbedOptions(
+        image_size=model.image_size,
+        batch_size=batch_size,
+        flip=bool(cfg.get("flip", True)),
+        num_workers=int(cfg.get("num_workers", 0)),
+    )
+    metrics, timing = {}, {}
+    for job in jobs:
+        log.info("benchmark %s (%s)", job.name, job.kind)
+        t0 = time.perf_counter()
+        metrics[job.name] = {k: _finite(v) for k, v in job.call(embed, options).items()}
+        timing[job.name] = time.perf_counter() - t0
+
+    results = {
+        "checkpoint": str(Path(cfg.ckpt_path).resolve()),
+        "model": summary,
+        "device": str(device),
+        "precision": str(cfg.get("precision", 32)),
+        "flip": options.flip,
+        "batch_size": batch_size,
+        "benchmarks": metrics,
+        "time_s": timing,
+        "wall_time_s": time.perf_counter() - start,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    results_path = output_dir / "results.json"
+    results["results_path"] = str(results_path)
+    results_path.write_text(json.dumps(results, indent=2, default=str))
+    (output_dir / "results.md").write_text(markdown_table(results))
+    _print_table(results)
+    _log(cfg, results)
+    return results
+
+
+# -- reports --------------------------------------------------------------------------------------
+def _ordered(metrics: dict) -> list[str]:
+    head = [k for k in HEADLINE if k in metrics]
+    return head + [k for k in metrics if k not in head]
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return f"{value:.4f}"
+
+
+def _title(results: dict) -> str:
+    m = results["model"]
+    method = m["method"] + (f"-{m['tps_grid_size']}" if m["tps_grid_size"] else "")
+    return f"{method}@{m['location']} λ={m['lambda']:g}"
+
+
+def markdown_table(results: dict) -> str:
+    """``results.md``: checkpoint, model summary, and one row per (benchmark, metric)."""
+    lines = [
+        f"# Evaluation: {_title(results)}",
+        "",
+        f"checkpoint: `{results['checkpoint']}`  ",
+        f"device: {results['device']}, precision: {results['precision']}, "
+        f"flip TTA: {results['flip']}",
+        "",
+        "| benchmark | metric | value |",
+        "|---|---|---:|",
+    ]
+    for name, metrics in results["benchmarks"].items():
+        for key in _ordered(metrics):
+            lines.append(f"| {name} | {key} | {_fmt(metrics[key])} |")
+    return "\n".join(lines) + "\n"
+
+
+def _print_table(results: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"balanced-align eval: {_title(results)}")
+    table.add_column("benchmark")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, metrics in results["benchmarks"].items():
+        for key in _ordered(metrics):
+            table.add_row(name, key, _fmt(metrics[key]))
+    Console().print(table)
+    print(f"wall time {results['wall_time_s']:.1f} s; results in {results['results_path']}")
+
+
+def _log(cfg: DictConfig, results: dict) -> None:
+    """Send the metrics to the configured loggers (``logger=csv|tensorboard|wandb``)."""
+    if not cfg.get("logger"):
+        return
+    from balanced_align.training import _loggers, flatten
+
+    loggers = _loggers(cfg)
+    flat = {
+        f"{name}/{key}": float(value)
+        for name, metrics in results["benchmarks"].items()
+        for key, value in metrics.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
+    params = flatten({"model": results["model"], "checkpoint": results["checkpoint"]})
+    for logger in loggers:
+        logger.log_hyperparams(params)
+        logger.log_metrics(flat, step=0)
+        logger.finalize("success")
+        if type(logger).__name__ == "WandbLogger":
+            for key, value in flat.items():
+                logger.experiment.summary[key] = value
+            import wandb
+
+            wandb.finish()
