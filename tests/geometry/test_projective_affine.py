@@ -73,3 +73,15 @@ def test_build_family():
     assert build_family("projective").num_params == 8
     with pytest.raises(ValueError, match="unknown transform family 'tpss'"):
         build_family("tpss")
+
+
+@pytest.mark.parametrize("family", [Affine(), Projective()])
+def test_singular_warp_reports_failure_instead_of_raising(family):
+    params = family.identity_params().double().expand(2, *family.param_shape).clone()
+    params[1] = 0.0  # a learned warp can collapse; its inverse must not crash evaluation
+    if isinstance(family, Projective):
+        params[1, 8 - 1] = 0.0
+    points = torch.rand(2, 5, 2, dtype=torch.float64) - 0.5
+    result = family.inverse_points(params, points)
+    assert bool(result.converged[0].all()) and not bool(result.converged[1].any())
+    torch.testing.assert_close(result.points[0], points[0])

@@ -163,3 +163,12 @@ def test_bad_arguments():
     tps = ThinPlateSpline(2)
     with pytest.raises(ValueError, match="source_points"):
         tps.grid(torch.zeros(1, 9, 2), (4, 4))
+
+
+def test_collapsed_tps_reports_failure_instead_of_raising():
+    tps = ThinPlateSpline(3)
+    source = tps.identity_params().double().expand(2, -1, -1).clone()
+    source[1] = 0.0  # every control point sent to the origin: singular everywhere
+    points = torch.rand(2, 7, 2, dtype=torch.float64) - 0.5
+    result = tps.inverse_points(source, points)
+    assert bool(result.converged[0].all()) and not bool(result.converged[1].any())

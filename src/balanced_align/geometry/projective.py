@@ -8,6 +8,7 @@ from torch import Tensor
 
 from .base import InversePoints, TransformFamily, expand_points
 from .coords import normalized_meshgrid
+from .linalg import inverse_or_nan, solve2x2
 from .precision import full_precision
 
 # A point whose homogeneous w is this close to 0 maps to infinity: reported as not converged.
@@ -55,7 +56,7 @@ class Projective(TransformFamily):
         self, params: Tensor, points: Tensor, initial: Tensor | None = None
     ) -> InversePoints:
         """Exact inverse through the inverse matrix (float64); ``initial`` is not needed."""
-        inverse = torch.linalg.inv(self.matrix(params.double()))
+        inverse = inverse_or_nan(self.matrix(params.double()))
         points = expand_points(points, params.shape[0]).double()
         mapped, w = _homogeneous_apply(inverse, points)
         converged = (w.abs() > _MIN_W) & torch.isfinite(mapped).all(-1)
@@ -97,6 +98,6 @@ class Affine(TransformFamily):
         params64 = params.double()
         points = expand_points(points, params.shape[0]).double()
         shifted = points - params64[:, :, 2].unsqueeze(1)
-        mapped = torch.linalg.solve(params64[:, :, :2], shifted.transpose(1, 2)).transpose(1, 2)
+        mapped, _ = solve2x2(params64[:, None, :, :2], shifted)
         converged = torch.isfinite(mapped).all(-1)
         return InversePoints(points=mapped.to(params.dtype), converged=converged)

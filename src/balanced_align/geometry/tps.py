@@ -22,6 +22,7 @@ from torch import Tensor
 
 from .base import InversePoints, TransformFamily, expand_points
 from .coords import normalized_meshgrid
+from .linalg import solve2x2
 from .precision import full_precision
 
 _EPS = 1e-12
@@ -190,8 +191,7 @@ class ThinPlateSpline(TransformFamily):
         parts = (weights, offset, affine)
 
         if initial is None:
-            y = torch.linalg.solve(affine, (target - offset.unsqueeze(1)).transpose(1, 2))
-            y = y.transpose(1, 2)
+            y, _ = solve2x2(affine.unsqueeze(1), target - offset.unsqueeze(1))
         else:
             y = expand_points(initial, batch).double()
         y = torch.nan_to_num(y.contiguous(), nan=0.0, posinf=0.0, neginf=0.0)
@@ -200,7 +200,7 @@ class ThinPlateSpline(TransformFamily):
         for _ in range(max_iterations):
             if bool((norm < tolerance * 1e-3).all()):
                 break
-            step = torch.linalg.solve(jacobian, residual.unsqueeze(-1)).squeeze(-1)
+            step, _ = solve2x2(jacobian, residual)  # NaN where singular: no step there
             step = torch.nan_to_num(step, nan=0.0, posinf=0.0, neginf=0.0)
             accepted = torch.zeros_like(norm, dtype=torch.bool)
             scale = 1.0
@@ -221,7 +221,7 @@ class ThinPlateSpline(TransformFamily):
                 break
             norm = new_norm
         converged = (norm < tolerance) & torch.isfinite(y).all(-1)
-        folded = torch.linalg.det(jacobian) <= 0
+        folded = ~(torch.linalg.det(jacobian) > 0)
         return InversePoints(points=y.to(out_dtype), converged=converged, folded=folded)
 
     def _residual_and_jacobian(self, y, target, weights, offset, affine, with_jacobian=True):
