@@ -129,7 +129,19 @@ def _print_summary(results: dict) -> None:
 
 
 def run(cfg: DictConfig) -> float | None:
-    """Train, test the best checkpoint, write ``results.json``; return ``optimized_metric``."""
+    """Train, test the best checkpoint, write ``results.json``; return ``optimized_metric``.
+
+    A failure is logged with its traceback before it propagates: Hydra's multirun finishes
+    the other jobs of a sweep first and only then raises the first failure.
+    """
+    try:
+        return _run(cfg)
+    except Exception:
+        log.exception("the job failed")
+        raise
+
+
+def _run(cfg: DictConfig) -> float | None:
     start = time.perf_counter()
     validate(cfg)
     # Denormal floats (tiny gradients late in backward) slow CPU kernels by up to 10×.
