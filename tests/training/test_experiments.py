@@ -53,3 +53,25 @@ def test_experiment_composes_and_runs_fast(experiment, tmp_path):
     run(cfg)
     results = json.loads((tmp_path / "job" / "results.json").read_text())
     assert "rank1" in results["val"]
+
+
+def test_learned_template_loaded_as_fixed_template_exactly(tmp_path):
+    """T_fix†: the module built with loss.template_checkpoint holds the learned T, frozen."""
+    import torch
+
+    from balanced_align import BalancedAlignModule
+
+    learned_dir = tmp_path / "learned"
+    run(compose_train([*TINY, "test=false"], output_dir=learned_dir))
+    checkpoint = learned_dir / "checkpoints" / "last.ckpt"
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    learned = state["align_loss.template"]
+    assert not torch.equal(learned, state["template_start"])  # it did move while training
+    module = BalancedAlignModule(
+        num_classes=8,
+        model={"width": 0.125, "input_size": 48, "embedding_dim": 32},
+        loss={"template_checkpoint": str(checkpoint), "learn_template": False},
+    )
+    assert torch.equal(module.template, learned)
+    assert not module.template.requires_grad
+    assert "align_loss.template" not in dict(module.named_parameters())
