@@ -13,6 +13,7 @@ Hydra objects and notebooks can call ``BalancedAlignModule(num_classes=…)`` di
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from collections.abc import Mapping
 
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from balanced_align.data.schema import get_schema
-from balanced_align.evaluation import EmbeddingCollector, evaluate_protocol
+from balanced_align.evaluation import EmbeddingCollector, anme, evaluate_protocol
 from balanced_align.evaluation.embeddings import flip_tta_embeddings
 from balanced_align.losses import AlignmentLoss, build_param_groups
 from balanced_align.models import (
@@ -31,6 +32,8 @@ from balanced_align.models import (
     build_head,
     build_recognizer,
 )
+
+log = logging.getLogger(__name__)
 
 #: Defaults: the paper's model family (STN-TPS-8 at the feature map, λ = 3, AM-Softmax) at a
 #: CPU size. Hydra's configs override any of these keys.
@@ -240,6 +243,9 @@ class BalancedAlignModule(L.LightningModule):
                     learn_template=loss["learn_template"],
                     **loss_kwargs,
                 )
+            if self.lam == 0:
+                # λ = 0: T and α get no gradient; frozen, so DDP does not wait for them
+                self.align_loss.requires_grad_(False)
             self.register_buffer("template_start", self.align_loss.template.detach().clone())
             self.register_buffer("template_ready", torch.tensor(template_init is not None))
         self.val_collector = self._collector()
@@ -258,7 +264,8 @@ class BalancedAlignModule(L.LightningModule):
 
     def _collector(self) -> EmbeddingCollector:
         return EmbeddingCollector(
-            extras=("labels", "yaw", "aligned_landmarks", "valid", "folded"), compute_on_cpu=True
+            # states stay on the device: NCCL cannot all-gather CPU tensors
+            extras=("labels", "yaw", "aligned_landmarks", "valid", "folded")
         )
 
     @property
@@ -276,6 +283,11 @@ class BalancedAlignModule(L.LightningModule):
         if self.template is None or bool(self.template_ready):
             return
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        if not getattr(datamodule, "has_landmarks", True) and self.lam == 0:
+            # a plain STN on data without landmarks: no L_align, no ANME, T is never used
+            if not self.landmark_aligned:
+                self.template_ready.fill_(True)
+                return
         if datamodule is None or not hasattr(datamodule, "mean_frontal_landmarks"):
             raise ValueError(
                 "BalancedAlignModule: no template_init was given and the data module cannot "
@@ -430,24 +442,28 @@ class BalancedAlignModule(L.LightningModule):
             return
         rows = collector.compute()
         collector.reset()
-        datamodule = self.trainer.datamodule
-        protocol = getattr(datamodule, f"{stage}_protocol")
-        valid = rows["valid"].bool()
-        eyes = list(self.schema.left_eye) + list(self.schema.right_eye)
-        # ANME needs at least one face whose eye points all inverted (for d)
-        measurable = bool(valid[:, eyes].all(dim=1).any())
+        indices = rows["indices"].cpu()
+        if not torch.equal(indices, torch.arange(len(indices))):
+            raise RuntimeError(
+                f"{stage}: evaluation rows are not the dataset indices 0..{len(indices) - 1}; "
+                "every evaluation item must be seen (no limit_{stage}_batches < 1.0)"
+            )
+        protocol = getattr(self.trainer.datamodule, f"{stage}_protocol")
         metrics = evaluate_protocol(
-            protocol,
-            rows["embeddings"],
-            labels=rows["labels"],
-            yaw=rows["yaw"],
-            aligned_landmarks=rows["aligned_landmarks"] if measurable else None,
-            schema=self.schema,
-            valid=valid,
+            protocol, rows["embeddings"], labels=rows["labels"], yaw=rows["yaw"]
         )
-        if bool(valid.any()) and not measurable:
-            metrics["anme"] = float("nan")
+        valid = rows["valid"].bool()
         if bool(valid.any()):
+            rows_used = slice(None)
+            if protocol.anme_indices is not None:
+                rows_used = torch.as_tensor(protocol.anme_indices, device=valid.device)
+            try:
+                metrics["anme"] = anme(
+                    rows["aligned_landmarks"][rows_used], self.schema, valid=valid[rows_used]
+                )
+            except ValueError as error:  # e.g. no face whose eyes inverted: report, go on
+                log.warning("%s/anme is undefined: %s", stage, error)
+                metrics["anme"] = float("nan")
             # fractions of evaluation landmarks whose inverse warp failed / lies on a fold
             metrics["anme_failed_frac"] = float((~valid).float().mean())
             metrics["folded_frac"] = float(rows["folded"].float().mean())
@@ -466,7 +482,8 @@ class BalancedAlignModule(L.LightningModule):
         optim = self.hparams.optim
         # linear scaling by the global batch: per-device batch × devices × accumulation
         trainer = self.trainer
-        global_batch = optim["batch_size"] * trainer.world_size * trainer.accumulate_grad_batches
+        batch_size = getattr(trainer.datamodule, "batch_size", None) or optim["batch_size"]
+        global_batch = batch_size * trainer.world_size * trainer.accumulate_grad_batches
         lr = optim["lr"] * global_batch / optim["reference_batch_size"]
         # the alignment subsystem (LocNet + template) learns at lr × align_lr_scale
         align_params = []

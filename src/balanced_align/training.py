@@ -170,8 +170,8 @@ def _run(cfg: DictConfig) -> float | None:
         loss=plain(cfg.loss),
         optim=plain(cfg.optim),
         template_init=template_init,
-        num_landmarks=datamodule.schema.num_points,
-        schema=datamodule.schema.name,
+        num_landmarks=datamodule.schema.num_points if datamodule.schema else 84,
+        schema=datamodule.schema.name if datamodule.schema else "lmk84",
     )
     loggers = _loggers(cfg)
     flat_config = flatten(plain(cfg))

@@ -82,3 +82,12 @@ def test_resume_from_checkpoint_continues_training(tmp_path):
         state["epoch"] == 1
         and state["global_step"] == 2 * torch.load(last, weights_only=False)["global_step"]
     )
+
+
+def test_plain_stn_on_a_source_without_landmarks(tmp_path, shared_data):
+    """λ = 0 needs no landmarks: no template, no ANME, the run completes."""
+    overrides = ["data=folder", f"data.root={shared_data / 'att_faces'}", "loss.lambda=0"]
+    cfg = compose_train([*TINY[:5], *overrides, *TINY[-6:]], output_dir=tmp_path)
+    run(cfg)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert "anme" not in results["test"] and 0.0 <= results["test"]["verif_acc"] <= 1.0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
 from hydra.utils import instantiate
 
 from balanced_align import BalancedAlignModule
@@ -120,3 +121,37 @@ def test_ddp_spawn_gathered_metrics_equal_single_process(tmp_path):
     assert set(single) == set(double)
     for key, value in single.items():
         assert double[key] == pytest.approx(value, abs=1e-5, nan_ok=True), key
+
+
+@pytest.mark.slow
+def test_ddp_spawn_training_with_lambda_zero(tmp_path):
+    """λ = 0: T and α are frozen, so DDP's reducer does not wait for their gradients."""
+    cfg = compose_train([*TINY, "loss.lambda=0"], output_dir=tmp_path)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    module = BalancedAlignModule(
+        num_classes=datamodule.num_classes,
+        model=plain(cfg.model),
+        align=plain(cfg.align),
+        loss=plain(cfg.loss),
+        optim=plain(cfg.optim),
+        template_init=datamodule.mean_frontal_landmarks(),
+    )
+    assert not any(p.requires_grad for p in module.align_loss.parameters())
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        max_steps=3,
+        limit_val_batches=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+    )
+    before = {k: v.clone() for k, v in module.recognizer.state_dict().items()}
+    trainer.fit(module, datamodule=datamodule)  # raised "Expected to have finished reduction"
+    assert trainer.state.finished
+    after = module.recognizer.state_dict()  # ddp_spawn copies rank 0's weights back
+    assert any(not torch.equal(before[k], after[k]) for k in before)

@@ -68,6 +68,14 @@ class LandmarkAligner(nn.Module):
         self.template.copy_(template)
         self.family = self._make_family(template.cpu()).to(self.template.device)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        # the spline's control points are derived (non-persistent): rebuild them around the
+        # loaded template, or a restored FullAlign would keep the constructor's template
+        if prefix + "template" in state_dict:
+            template = self.template.detach()
+            self.family = self._make_family(template.cpu()).to(template.device)
+
     def predict_params(self, landmarks: Tensor) -> Tensor:
         """Warp parameters from the ground-truth landmarks (B, S, 2) of each image."""
         self.schema.check(landmarks, "landmarks")
