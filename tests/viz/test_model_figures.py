@@ -80,3 +80,29 @@ def test_log_figures_dispatch():
     array = figure_to_array(figures["aligned_faces"])
     assert wandb.images == [("figures/aligned_faces", array.shape, 7)]
     assert array.dtype == np.uint8 and array.shape[-1] == 4
+
+
+def test_landmark_baselines_are_drawn_with_their_warp():
+    """Affine2D / FullAlign warp from landmarks: the figures show their alignment too."""
+    import torch as _torch
+
+    from balanced_align import BalancedAlignModule
+    from balanced_align.viz import figures_for_module
+
+    generator = _torch.Generator().manual_seed(0)
+    template = _torch.rand(84, 2, generator=generator) * 1.2 - 0.6
+    for method in ("affine2d", "fullalign"):
+        module = BalancedAlignModule(
+            num_classes=3,
+            model={"width": 0.125, "input_size": 48, "embedding_dim": 16},
+            align={"method": method, "location": "input"},
+            loss={"lambda": 0.0},
+            template_init=template,
+        )
+        batch = {
+            "image": _torch.rand(2, 3, 48, 48, generator=generator) * 2 - 1,
+            "landmarks": template + 0.02 * _torch.randn(2, 84, 2, generator=generator),
+        }
+        figures = figures_for_module(module, batch)
+        assert {"aligned_faces", "warp_grid"} <= set(figures)
+        assert len(figures["aligned_faces"].axes) == 4  # input row and aligned row

@@ -33,22 +33,28 @@ from balanced_align.viz.common import (
 
 
 def predict_params(
-    module: nn.Module, images: Tensor, params: Tensor | None = None
+    module: nn.Module,
+    images: Tensor,
+    params: Tensor | None = None,
+    landmarks: Tensor | None = None,
 ) -> Tensor | None:
-    """The STN's warp parameters (B, *param_shape) for ``images`` (None without an STN).
+    """The alignment's warp parameters (B, *param_shape) for ``images`` (None without one).
 
-    ``params``, when given, is checked against the family's shape and returned on the
-    module's device. Call inside :func:`~balanced_align.viz.common.evaluating`.
+    Asks the recognizer (LocNet for an STN; ``landmarks`` for the Affine2D / FullAlign
+    baselines). ``params``, when given, is checked against the family's shape and returned on
+    the module's device. Call inside :func:`~balanced_align.viz.common.evaluating`.
     """
     recognizer = recognizer_of(module)
-    if recognizer.stn is None:
+    if recognizer.warper is None:
         if params is not None:
-            raise ValueError("params were given, but the model has no STN (align.method=none)")
+            raise ValueError(
+                "params were given, but the model has no alignment (align.method=none)"
+            )
         return None
     if params is None:
-        return recognizer.stn.predict_params(images)
+        return recognizer.predict_params(images, landmarks)
     params = torch.as_tensor(params, dtype=torch.float32).to(images.device)
-    expected = (images.shape[0], *recognizer.stn.param_shape)
+    expected = (images.shape[0], *recognizer.family.param_shape)
     if tuple(params.shape) != expected:
         raise ValueError(f"params must have shape {expected}, got {tuple(params.shape)}")
     return params
@@ -104,7 +110,8 @@ def aligned_faces_figure(
     with evaluating(module):
         device = device_of(module)
         x = images.to(device, torch.float32)
-        warp = predict_params(module, x, params)
+        lmk = None if landmarks is None else landmarks.to(device).float()
+        warp = predict_params(module, x, params, lmk)
         aligned = points = converged = None
         if warp is not None:
             aligned = recognizer.aligned_image(x, warp)

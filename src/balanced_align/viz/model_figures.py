@@ -43,7 +43,8 @@ def figures_for_module(
 ) -> dict[str, Figure]:
     """The model's figures on ``batch`` (a data-module batch dict or an image tensor).
 
-    Keys: ``aligned_faces`` always; ``warp_grid`` with an STN; ``alpha`` and ``template``
+    Keys: ``aligned_faces`` always; ``warp_grid`` with an STN or a landmark aligner;
+    ``alpha`` and ``template``
     when the module has an alignment loss.
     """
     images, landmarks, titles = _unpack(batch)
@@ -52,7 +53,7 @@ def figures_for_module(
             module, images, landmarks, titles=titles, max_faces=max_faces
         )
     }
-    if recognizer_of(module).stn is not None:
+    if recognizer_of(module).warper is not None:
         figures["warp_grid"] = warp_grid_figure(
             module, images, landmarks, titles=titles, max_faces=max_faces
         )

@@ -101,14 +101,17 @@ def warp_grid_figure(
     images = check_images(images)
     landmarks = check_landmarks(landmarks, images.shape[0])
     recognizer = recognizer_of(module)
-    if recognizer.stn is None:
-        raise ValueError("warp_grid_figure: the model has no STN (align.method=none), no warp")
+    if recognizer.warper is None:
+        raise ValueError(
+            "warp_grid_figure: the model has no STN or landmark alignment (align.method=none)"
+        )
     count = min(int(images.shape[0]), int(max_faces))
     images = images[:count]
     size = (int(images.shape[-2]), int(images.shape[-1]))
     with evaluating(module):
         x = images.to(device_of(module), torch.float32)
-        warp = predict_params(module, x, None if params is None else params[:count])
+        lmk = None if landmarks is None else landmarks[:count].to(x.device).float()
+        warp = predict_params(module, x, None if params is None else params[:count], lmk)
         lines = warp_grid_lines(recognizer.family, warp, size, num_lines, points_per_line)
 
     fig, axes = new_figure(1, count, panel=(2.0, 2.15))
