@@ -200,6 +200,51 @@ def test_no_alignment_run_and_repeated_seed_note(multirun, tmp_path):
     assert text.count("repeat a seed") == 1 and "STN-TPS-Grid-8@input λ=0" in text
 
 
+def test_alpha_and_template_variants_are_separate_groups(multirun, tmp_path):
+    """Fixed α, T_fix and T_fix† runs (paper §5.3) are not pooled with the default runs."""
+    root, records = multirun
+    variants = {
+        "alpha_fixed": ({"loss.learn_alpha": False}, ("fixed", "learned")),
+        "t_fix": ({"loss.learn_template": False}, ("learned", "T_fix")),
+        "t_fix_dagger": (
+            {"loss.learn_template": False, "loss.template_checkpoint": "/ckpt/last.ckpt"},
+            ("learned", "T_fix†"),
+        ),
+    }
+    base = [r for r in records if (r["method"], r["location"]) == ("tps", "fmap")]
+    for name, (config, _) in variants.items():
+        for record in base:  # λ 0 and 3, seeds 0 and 1
+            job = tmp_path / "variants" / f"{name}_{record['lambda']}_{record['seed']}"
+            job.mkdir(parents=True)
+            data = dict(record, config={**record["config"], **config})
+            (job / "results.json").write_text(json.dumps(data))
+    report = build_report([root, tmp_path / "variants"])
+    runs, summary = report.runs, report.summary
+    # λ = 0 has no alignment loss: α and T are "–", and those runs pool over the variants
+    assert set(zip(runs[runs["lambda"] == 0].alpha, runs[runs["lambda"] == 0].template)) == {
+        ("–", "–")
+    }
+    tps3 = summary[(summary.method == "tps") & (summary["lambda"] == 3.0)]
+    fmap3 = tps3[tps3.location == "fmap"]
+    got = {(r.alpha, r.template): r.n_runs for r in fmap3.itertuples()}
+    assert got == {("learned", "learned"): 2, **{v: 2 for _, v in variants.values()}}
+    assert set(
+        zip(tps3[tps3.location == "input"].alpha, tps3[tps3.location == "input"].template)
+    ) == {("learned", "learned")}
+    # each variant is its own series of the ANME-vs-rank-1 figure; λ = 0 joins the default one
+    labels = {line.get_gid() for line in report.figures["anme_vs_rank1"].axes[0].lines}
+    expected = {
+        "STN-TPS-Grid-8@fmap",
+        "STN-TPS-Grid-8@fmap α fixed",
+        "STN-TPS-Grid-8@fmap T_fix",
+        "STN-TPS-Grid-8@fmap T_fix†",
+    }
+    assert expected <= labels
+    text = report.markdown()
+    assert "repeat a seed" in text  # only the λ = 0 runs pool (their α/T do not apply)
+    assert "| α | template |" in text
+
+
 def test_bad_inputs_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         runs_table(tmp_path / "nowhere")

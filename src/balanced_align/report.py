@@ -4,11 +4,12 @@ Every job of ``python train.py -m …`` writes ``results.json`` (see
 :mod:`balanced_align.training`). This module gathers them from one or more multirun
 directories (searched recursively) or single run directories / files, and builds
 
-- the **runs** table: one row per run (method, TPS grid size, location, λ, seed, which
+- the **runs** table: one row per run (method, TPS grid size, location, λ, whether α and
+  the template were learned or fixed (T_fix, or T_fix† from a checkpoint), seed, which
   split the metrics come from, ANME, rank-1, verification accuracy, rank-1 per |yaw| bin,
   the failed / folded fractions of ANME's inverse warps);
 - the **summary** table: mean and sample std (ddof = 1) over the runs of each
-  (method, grid size, location, λ) group, i.e. over seeds;
+  (method, grid size, location, λ, α, template) group, i.e. over seeds;
 - the figures: ANME vs rank-1 (paper Fig. 3 / 7), input vs fmap bars (Fig. 4; only when
   some method and λ were run at both locations), rank-1 per yaw curves;
 - ``report.md`` (markdown tables and the figures), ``runs.csv`` and ``summary.csv``.
@@ -44,7 +45,11 @@ from balanced_align.viz.study import anme_rank1_figure, location_bars_figure, ya
 
 STAGES = ("auto", "test", "val")
 #: the columns a summary groups by
-GROUP_KEYS = ("method", "tps_grid_size", "location", "lambda")
+GROUP_KEYS = ("method", "tps_grid_size", "location", "lambda", "alpha", "template")
+#: alignment families whose warp is learned by an STN (α and T exist only for these, at λ > 0)
+STN_METHODS = ("affine", "projective", "tps")
+#: what the alpha / template columns hold where the run has no α or T (no STN, or λ = 0)
+NOT_APPLICABLE = "–"
 #: metrics of the tables, in order; per-yaw rank-1 columns go between these two groups
 HEAD_METRICS = ("anme", "rank1", "verif_acc")
 TAIL_METRICS = ("anme_failed_frac", "folded_frac")
@@ -56,12 +61,14 @@ CONFIG_KEYS = {
     "seed": "seed",
     "tps_grid_size": "align.tps_grid_size",
 }
-METHOD_ORDER = {"none": 0, "affine": 1, "projective": 2, "tps": 3}
+METHOD_ORDER = {"none": 0, "affine2d": 1, "affine": 2, "projective": 3, "tps": 4, "fullalign": 5}
 _YAW = re.compile(r"^rank1_yaw(\d+(?:\.\d+)?)$")
 COLUMN_TITLES = {
     "method_name": "method",
     "location": "location",
     "lambda": "λ",
+    "alpha": "α",
+    "template": "template",
     "seed": "seed",
     "stage": "split",
     "n_runs": "runs",
@@ -129,6 +136,28 @@ def _number(value) -> float:
         return math.nan
 
 
+def alignment_variant(results: Mapping) -> tuple[str, str]:
+    """(alpha, template) of a run: how its α and template T were set (paper §5.3).
+
+    alpha: "learned" or "fixed" (``loss.learn_alpha``). template: "learned" (``T``),
+    "T_fix" (the mean frontal landmarks, frozen) or "T_fix†" (a learned template loaded from
+    ``loss.template_checkpoint``, frozen). Both are "–" where the run has no alignment loss:
+    no STN, or λ = 0. Keys missing from the run's flat config take the library's defaults
+    (both learned).
+    """
+    if results["method"] not in STN_METHODS or float(results["lambda"]) == 0:
+        return NOT_APPLICABLE, NOT_APPLICABLE
+    config = results.get("config") if isinstance(results.get("config"), dict) else {}
+    alpha = "learned" if config.get("loss.learn_alpha", True) else "fixed"
+    if config.get("loss.template_checkpoint"):
+        template = "T_fix†"
+    elif config.get("loss.learn_template", True):
+        template = "learned"
+    else:
+        template = "T_fix"
+    return alpha, template
+
+
 def run_row(results: Mapping, path: str | os.PathLike, stage: str = "auto") -> dict:
     """One runs-table row from a loaded ``results.json``."""
     if stage not in STAGES:
@@ -146,6 +175,7 @@ def run_row(results: Mapping, path: str | os.PathLike, stage: str = "auto") -> d
         "tps_grid_size": None if grid is None else int(grid),
         "location": "none" if method == "none" else str(results["location"]),
         "lambda": float(results["lambda"]),
+        **dict(zip(("alpha", "template"), alignment_variant(results))),
         "method_name": method_name(method, grid),
         "seed": int(results["seed"]),
         "stage": chosen,
@@ -168,9 +198,9 @@ def runs_table(paths, stage: str = "auto") -> pd.DataFrame:
     """One row per run found under ``paths`` (see :func:`find_results`).
 
     Columns: method, tps_grid_size (nullable int), location ("none" without alignment),
-    lambda, method_name, seed, stage (the split the metrics come from), the metric columns of
-    :func:`metric_columns` (NaN where a run lacks one), run_dir. Sorted by method, grid size,
-    location, λ, seed.
+    lambda, alpha, template (see :func:`alignment_variant`), method_name, seed, stage (the
+    split the metrics come from), the metric columns of :func:`metric_columns` (NaN where a
+    run lacks one), run_dir. Sorted by method, grid size, location, λ, α, template, seed.
     """
     rows = [run_row(load_results(p), p, stage) for p in find_results(paths)]
     table = pd.DataFrame(rows)
@@ -178,13 +208,13 @@ def runs_table(paths, stage: str = "auto") -> pd.DataFrame:
         if metric not in table:
             table[metric] = np.nan
     metrics = metric_columns(table.columns)
-    keys = ["method", "tps_grid_size", "location", "lambda", "method_name", "seed", "stage"]
+    keys = [*GROUP_KEYS, "method_name", "seed", "stage"]
     table = table[[*keys, *metrics, "run_dir"]]
     table["tps_grid_size"] = table["tps_grid_size"].astype("Int64")
     order = table["method"].map(METHOD_ORDER).fillna(len(METHOD_ORDER))
     table = (
         table.assign(_order=order)
-        .sort_values(["_order", "method", "tps_grid_size", "location", "lambda", "seed"])
+        .sort_values(["_order", *GROUP_KEYS, "seed"])
         .drop(columns="_order")
         .reset_index(drop=True)
     )
@@ -192,7 +222,7 @@ def runs_table(paths, stage: str = "auto") -> pd.DataFrame:
 
 
 def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean and sample std (ddof = 1) over the runs of each (method, grid, location, λ).
+    """Mean and sample std (ddof = 1) over the runs of each (method, grid, location, λ, α, T).
 
     Columns: the group keys, method_name, n_runs, seeds (comma-separated), then
     ``<metric>_mean`` and ``<metric>_std`` per metric (std NaN for a single run; NaN metric
@@ -256,7 +286,9 @@ def _column_title(column: str) -> str:
 
 def summary_display(summary: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
     """The summary with one "mean ± std" text column per metric (for markdown and W&B)."""
-    out = summary[["method_name", "location", "lambda", "n_runs", "seeds"]].copy()
+    out = summary[
+        ["method_name", "location", "lambda", "alpha", "template", "n_runs", "seeds"]
+    ].copy()
     for metric in metric_columns(c.removesuffix("_mean") for c in summary.columns):
         mean, std = summary[f"{metric}_mean"], summary[f"{metric}_std"]
         out[metric] = [
@@ -327,7 +359,7 @@ class Report:
         )
         return [
             f"**Note:** {names} repeat a seed: runs that differ in settings other than "
-            "method, grid size, location and λ are pooled there.",
+            "method, grid size, location, λ, α and template are pooled there.",
             "",
         ]
 

@@ -1,8 +1,10 @@
 """Figures of the alignment-strength study from a summary table (mean ± std over seeds).
 
 The summary is :func:`balanced_align.report.summary_table`'s DataFrame: one row per
-(method, tps_grid_size, location, λ) with ``method_name``, ``n_runs`` and, for each metric
-m, the columns ``m_mean`` and ``m_std``.
+(method, tps_grid_size, location, λ, alpha, template) with ``method_name``, ``n_runs`` and,
+for each metric m, the columns ``m_mean`` and ``m_std``. The ``alpha`` / ``template``
+columns (optional) tell apart runs with fixed α or a fixed template from the default (both
+learned, or "–" where there is no alignment loss); such variants get their own series.
 
 - :func:`anme_rank1_figure`: ANME against rank-1, one curve per method@location through its
   λ values (paper Fig. 3 / Fig. 7); lower ANME = stronger alignment.
@@ -40,12 +42,41 @@ def _require(summary: pd.DataFrame, columns: Sequence[str], where: str) -> None:
         raise ValueError(f"{where}: summary lacks columns {missing}")
 
 
+def _variant_suffix(alpha, template) -> str:
+    """ " α fixed", " T_fix", …: what a series changes from the default (α and T learned)."""
+    parts = []
+    if alpha == "fixed":
+        parts.append("α fixed")
+    if template not in ("learned", "–") and not pd.isna(template):
+        parts.append(str(template))
+    return "".join(f" {p}" for p in parts)
+
+
+def _variants(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary's alpha / template columns ("learned" where it has none)."""
+    return pd.DataFrame(
+        {c: summary[c] if c in summary else "learned" for c in ("alpha", "template")},
+        index=summary.index,
+    )
+
+
 def _series(summary: pd.DataFrame):
-    """(label, location, rows sorted by λ) per method@location, in table order."""
-    keys = list(dict.fromkeys(zip(summary["method_name"], summary["location"])))
-    for name, location in keys:
-        rows = summary[(summary["method_name"] == name) & (summary["location"] == location)]
-        label = name if location == "none" else f"{name}@{location}"
+    """(label, location, rows sorted by λ) per method@location and α/T variant, in order.
+
+    Rows at λ = 0 (α and T "–") join the default series of their method@location, so a λ
+    sweep is one curve.
+    """
+    variants = _variants(summary)
+    default = variants.isin(["learned", "–"]).all(axis=1)
+    suffix = [
+        "" if d else _variant_suffix(a, t)
+        for d, a, t in zip(default, variants["alpha"], variants["template"])
+    ]
+    keys = pd.Series(list(zip(summary["method_name"], summary["location"], suffix)))
+    keys.index = summary.index
+    for name, location, extra in dict.fromkeys(keys):
+        rows = summary[[k == (name, location, extra) for k in keys]]
+        label = (name if location == "none" else f"{name}@{location}") + extra
         yield label, location, rows.sort_values("lambda")
 
 
@@ -116,11 +147,14 @@ def location_bars_figure(
     metrics = [m for m in metrics if f"{m}_mean" in summary.columns]
     if not metrics:
         raise ValueError(f"location_bars_figure: none of the metrics {metrics} in the summary")
+    variants = _variants(summary)
+    keyed = summary.assign(alpha=variants["alpha"], template=variants["template"])
     both = []
-    for (name, lam), rows in summary.groupby(["method_name", "lambda"], sort=False):
-        locations = set(rows["location"])
-        if {"input", "fmap"} <= locations:
-            both.append((name, lam, rows))
+    for (name, lam, alpha, template), rows in keyed.groupby(
+        ["method_name", "lambda", "alpha", "template"], sort=False
+    ):
+        if {"input", "fmap"} <= set(rows["location"]):
+            both.append((name + _variant_suffix(alpha, template), lam, rows))
     if not both:
         return None
     fig, axes = new_figure(1, len(metrics), panel=(max(3.2, 1.1 * len(both) + 1.2), 3.8))
