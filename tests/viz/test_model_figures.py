@@ -106,3 +106,5 @@ def test_landmark_baselines_are_drawn_with_their_warp():
         figures = figures_for_module(module, batch)
         assert {"aligned_faces", "warp_grid"} <= set(figures)
         assert len(figures["aligned_faces"].axes) == 4  # input row and aligned row
+        name = {"affine2d": "Affine2D@input", "fullalign": "FullAlign@input"}[method]
+        assert name in figures["warp_grid"].texts[0].get_text()  # the suptitle names it

@@ -29,6 +29,8 @@ FAILED_COLOUR = "#ffb000"
 #: paper-style display names of the alignment methods
 METHOD_NAMES = {
     "none": "None",
+    "affine2d": "Affine2D",
+    "fullalign": "FullAlign",
     "affine": "STN-Affine",
     "projective": "STN-Proj",
     "tps": "STN-TPS-Grid-{n}",
@@ -181,8 +183,11 @@ def draw_layout(ax: Axes, points: np.ndarray, schema, **line_kw) -> None:
 
 
 def alignment_name(module: nn.Module) -> str:
-    """``STN-TPS-Grid-8@fmap``-style name of the module's alignment (``None`` without STN)."""
+    """``STN-TPS-Grid-8@fmap``-style name of the module's alignment (``None`` without one)."""
     recognizer = recognizer_of(module)
+    aligner = getattr(recognizer, "aligner", None)
+    if aligner is not None:  # a landmark baseline (Affine2D, FullAlign), not an STN
+        return f"{method_name(aligner.method)}@{recognizer.location}"
     family = recognizer.family
     if family is None:
         return method_name("none")
