@@ -245,6 +245,62 @@ def test_alpha_and_template_variants_are_separate_groups(multirun, tmp_path):
     assert "| α | template |" in text
 
 
+def _checkpointed_run(root: Path, name: str, module, datamodule, **fields) -> Path:
+    """A run dir whose results.json names a checkpoint holding ``module`` and the data."""
+    import torch
+
+    job = root / name
+    job.mkdir(parents=True)
+    checkpoint = job / "best.ckpt"
+    torch.save(
+        {
+            "state_dict": module.state_dict(),
+            "hyper_parameters": dict(module.hparams),
+            "datamodule_hyper_parameters": dict(datamodule.hparams),
+        },
+        checkpoint,
+    )
+    results = {"seed": 0, "test": {"rank1": 0.5, "anme": 0.3}, "best_checkpoint": str(checkpoint)}
+    (job / "results.json").write_text(json.dumps({**results, **fields}))
+    return job
+
+
+def test_faces_figure_draws_each_groups_checkpoint(tmp_path):
+    from balanced_align.data.datamodule import FaceDataModule
+    from tests.viz.helpers import tiny_module
+
+    datamodule = FaceDataModule(
+        image_size=32,
+        num_train_identities=4,
+        train_images_per_identity=2,
+        val_identities=2,
+        test_identities=4,
+        eval_images_per_identity=4,
+        val_distractor_identities=2,
+        test_distractor_identities=2,
+        val_num_pairs=20,
+        test_num_pairs=20,
+        num_workers=0,
+    )
+    root = tmp_path / "runs"
+    plain = {"method": "none", "location": "fmap", "lambda": 0.0}
+    _checkpointed_run(root, "0_none", tiny_module("none"), datamodule, **plain)
+    tps = {"method": "tps", "tps_grid_size": 4, "location": "fmap", "lambda": 3.0}
+    _checkpointed_run(root, "1_tps", tiny_module("tps"), datamodule, **tps)
+    out = tmp_path / "report"
+    assert main([str(root), "--out", str(out), "--faces", "4"]) == 0
+    _check_png(out / "aligned_by_method.png")
+    figure = build_report(root, faces=4).figures["aligned_by_method"]
+    labels = [ax.get_ylabel() for ax in figure.axes[::4]]
+    assert labels == ["input", "None", "STN-TPS-Grid-4@fmap λ=3"]
+    titles = [float(ax.get_title().split()[1].rstrip("°")) for ax in figure.axes[:4]]
+    assert titles == sorted(titles)  # faces spread over yaw, in order
+    # a group whose checkpoint is gone is named, not skipped
+    (root / "1_tps" / "best.ckpt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"1_tps/results\.json: best_checkpoint"):
+        build_report(root, faces=4)
+
+
 def test_bad_inputs_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         runs_table(tmp_path / "nowhere")

@@ -11,7 +11,9 @@ directories (searched recursively) or single run directories / files, and builds
 - the **summary** table: mean and sample std (ddof = 1) over the runs of each
   (method, grid size, location, λ, α, template) group, i.e. over seeds;
 - the figures: ANME vs rank-1 (paper Fig. 3 / 7), input vs fmap bars (Fig. 4; only when
-  some method and λ were run at both locations), rank-1 per yaw curves;
+  some method and λ were run at both locations), rank-1 per yaw curves; with ``faces > 0``
+  (``--faces N``) also the same N test faces aligned by each group's model (Fig. 1 / 2),
+  which loads checkpoints and rebuilds the first run's data module;
 - ``report.md`` (markdown tables and the figures), ``runs.csv`` and ``summary.csv``.
 
 Metrics are the test split's when a run has them, else validation's (``stage="auto"``);
@@ -333,6 +335,7 @@ class Report:
             "anme_vs_rank1": "ANME vs rank-1 (paper Fig. 3 / 7)",
             "input_vs_fmap": "Alignment at the input vs at the feature map (paper Fig. 4)",
             "rank1_per_yaw": "Rank-1 per |yaw| bin",
+            "aligned_by_method": "Test faces aligned by each group's model (paper Fig. 1 / 2)",
         }
         if figure_files:
             lines += ["## Figures", ""]
@@ -378,15 +381,83 @@ def study_figures(summary: pd.DataFrame) -> dict[str, Figure]:
     return figures
 
 
-def build_report(paths, stage: str = "auto") -> Report:
-    """Tables and figures of the runs under ``paths`` (nothing written)."""
+def group_label(row) -> str:
+    """``STN-TPS-Grid-8@fmap λ=3 α fixed``-style label of a runs / summary row."""
+    from balanced_align.viz.study import variant_suffix
+
+    where = "" if row["location"] == "none" else f"@{row['location']}"
+    lam = "" if row["method"] in ("none", "affine2d", "fullalign") else f" λ={row['lambda']:g}"
+    return f"{row['method_name']}{where}{lam}{variant_suffix(row['alpha'], row['template'])}"
+
+
+def aligned_by_method(runs: pd.DataFrame, faces: int = 6) -> Figure:
+    """The same test faces aligned by each group's model (paper Fig. 1 / 2).
+
+    One row per (method, grid, location, λ, α, template) group of ``runs``, drawn by the
+    ``best_checkpoint`` of its lowest seed (loaded safely, see
+    :func:`balanced_align.evaluating.load_checkpoint`). The faces are the test split of the
+    first group's checkpoint (its data module rebuilt from the checkpoint's
+    ``datamodule_hyper_parameters``): ``faces`` of its first batch, spread over yaw.
+    """
+    import torch
+
+    from balanced_align.data.datamodule import FaceDataModule
+    from balanced_align.evaluating import load_checkpoint
+    from balanced_align.viz.methods import aligned_by_method_figure
+    from balanced_align.viz.model_figures import unpack_batch
+
+    if int(faces) <= 0:
+        raise ValueError(f"faces must be positive, got {faces}")
+    modules, checkpoints = {}, []
+    for _, group in runs.groupby(list(GROUP_KEYS), dropna=False, sort=False):
+        row = group.sort_values("seed").iloc[0]
+        results_path = Path(row["run_dir"]) / "results.json"
+        checkpoint = load_results(results_path).get("best_checkpoint")
+        if not checkpoint or not Path(checkpoint).is_file():
+            raise FileNotFoundError(
+                f"{results_path}: best_checkpoint {checkpoint!r} does not exist (the faces "
+                "figure draws each group's model)"
+            )
+        modules[group_label(row)] = load_checkpoint(checkpoint)
+        checkpoints.append(checkpoint)
+    data = torch.load(checkpoints[0], map_location="cpu", weights_only=True)
+    hparams = data.get("datamodule_hyper_parameters")
+    if not hparams:
+        raise ValueError(
+            f"{checkpoints[0]}: no datamodule_hyper_parameters (needed to draw its test faces)"
+        )
+    datamodule = FaceDataModule(**{**hparams, "num_workers": 0, "persistent_workers": False})
+    datamodule.setup("test")
+    batch = next(iter(datamodule.test_dataloader()))
+    images, landmarks, _ = unpack_batch(batch)
+    yaw = torch.as_tensor(batch["yaw"]).float() if "yaw" in batch else None
+    order = torch.arange(len(images)) if yaw is None else torch.argsort(yaw)
+    pick = order[torch.linspace(0, len(order) - 1, min(int(faces), len(order))).round().long()]
+    titles = None if yaw is None else [f"yaw {float(yaw[i]):+.0f}°" for i in pick]
+    return aligned_by_method_figure(
+        modules,
+        images[pick],
+        None if landmarks is None else landmarks[pick],
+        titles=titles,
+        max_faces=len(pick),
+    )
+
+
+def build_report(paths, stage: str = "auto", faces: int = 0) -> Report:
+    """Tables and figures of the runs under ``paths`` (nothing written).
+
+    ``faces > 0`` adds the ``aligned_by_method`` figure (see :func:`aligned_by_method`).
+    """
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     runs = runs_table(paths, stage)
     summary = summary_table(runs)
-    return Report(runs, summary, study_figures(summary), stage, [Path(p) for p in paths])
+    figures = study_figures(summary)
+    if faces:
+        figures["aligned_by_method"] = aligned_by_method(runs, faces)
+    return Report(runs, summary, figures, stage, [Path(p) for p in paths])
 
 
 def write_report(report: Report, out: str | os.PathLike) -> dict[str, Path]:
@@ -410,9 +481,9 @@ def write_report(report: Report, out: str | os.PathLike) -> dict[str, Path]:
     return written
 
 
-def make_report(paths, out: str | os.PathLike, stage: str = "auto") -> Report:
+def make_report(paths, out: str | os.PathLike, stage: str = "auto", faces: int = 0) -> Report:
     """:func:`build_report` then :func:`write_report`."""
-    report = build_report(paths, stage)
+    report = build_report(paths, stage, faces)
     write_report(report, out)
     return report
 
@@ -460,6 +531,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="auto",
         help="metrics of the test or val split (auto: test where present, else val)",
     )
+    parser.add_argument(
+        "--faces",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also draw N test faces aligned by each group's best checkpoint (paper Fig. 1/2)",
+    )
     parser.add_argument("--wandb", action="store_true", help="also log the report to W&B")
     parser.add_argument("--wandb-project", default="balanced-align", help="W&B project")
     return parser.parse_args(argv)
@@ -471,7 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     matplotlib.use("Agg")
     args = parse_args(argv)
     try:
-        report = build_report(args.paths, args.stage)
+        report = build_report(args.paths, args.stage, args.faces)
         written = write_report(report, args.out)
     except (FileNotFoundError, NotADirectoryError, ValueError) as err:
         print(f"report: error: {err}", file=sys.stderr)

@@ -18,7 +18,8 @@ from balanced_align.viz.template import template_figure
 from balanced_align.viz.warp import warp_grid_figure
 
 
-def _unpack(batch: Mapping | Tensor) -> tuple[Tensor, Tensor | None, list[str] | None]:
+def unpack_batch(batch: Mapping | Tensor) -> tuple[Tensor, Tensor | None, list[str] | None]:
+    """(images, landmarks or None, yaw titles or None) of a data-module batch or a tensor."""
     if torch.is_tensor(batch):
         return batch, None, None
     if not isinstance(batch, Mapping) or "image" not in batch:
@@ -47,7 +48,7 @@ def figures_for_module(
     ``alpha`` and ``template``
     when the module has an alignment loss.
     """
-    images, landmarks, titles = _unpack(batch)
+    images, landmarks, titles = unpack_batch(batch)
     figures = {
         "aligned_faces": aligned_faces_figure(
             module, images, landmarks, titles=titles, max_faces=max_faces

@@ -42,7 +42,7 @@ def _require(summary: pd.DataFrame, columns: Sequence[str], where: str) -> None:
         raise ValueError(f"{where}: summary lacks columns {missing}")
 
 
-def _variant_suffix(alpha, template) -> str:
+def variant_suffix(alpha, template) -> str:
     """ " α fixed", " T_fix", …: what a series changes from the default (α and T learned)."""
     parts = []
     if alpha == "fixed":
@@ -69,7 +69,7 @@ def _series(summary: pd.DataFrame):
     variants = _variants(summary)
     default = variants.isin(["learned", "–"]).all(axis=1)
     suffix = [
-        "" if d else _variant_suffix(a, t)
+        "" if d else variant_suffix(a, t)
         for d, a, t in zip(default, variants["alpha"], variants["template"])
     ]
     keys = pd.Series(list(zip(summary["method_name"], summary["location"], suffix)))
@@ -154,7 +154,7 @@ def location_bars_figure(
         ["method_name", "lambda", "alpha", "template"], sort=False
     ):
         if {"input", "fmap"} <= set(rows["location"]):
-            both.append((name + _variant_suffix(alpha, template), lam, rows))
+            both.append((name + variant_suffix(alpha, template), lam, rows))
     if not both:
         return None
     fig, axes = new_figure(1, len(metrics), panel=(max(3.2, 1.1 * len(both) + 1.2), 3.8))
