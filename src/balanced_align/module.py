@@ -35,6 +35,9 @@ from balanced_align.models import (
 
 log = logging.getLogger(__name__)
 
+#: consecutive non-finite training losses after which a run stops as diverged
+MAX_NONFINITE_STEPS = 10
+
 #: Defaults: the paper's model family (STN-TPS-8 at the feature map, λ = 3, AM-Softmax) at a
 #: CPU size. Hydra's configs override any of these keys.
 DEFAULTS: dict[str, dict] = {
@@ -193,6 +196,7 @@ class BalancedAlignModule(L.LightningModule):
         )
         self.schema = get_schema(schema)
         self.lam = float(loss["lambda"])
+        self._nonfinite_steps = 0  # consecutive training steps with a NaN / inf loss
         size = model["input_size"]
         self.image_size = (size, size) if isinstance(size, int) else tuple(size)
 
@@ -396,9 +400,30 @@ class BalancedAlignModule(L.LightningModule):
             accuracy = (logits.argmax(dim=1) == labels).float().mean()
         log["train/acc"] = accuracy
         log["train/loss"] = total.detach()
+        self._check_finite(log)
         self.log_dict(log, on_step=True, on_epoch=True, batch_size=batch_size, sync_dist=False)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, batch_size=1)
         return total
+
+    def _check_finite(self, log: Mapping[str, Tensor]) -> None:
+        """Stop a diverged run: MAX_NONFINITE_STEPS consecutive NaN / inf training losses.
+
+        A single non-finite step can be an fp16 overflow that the AMP grad scaler skips; a
+        streak means the weights are gone (every later step and evaluation would be NaN).
+        """
+        if bool(torch.isfinite(log["train/loss"])):
+            self._nonfinite_steps = 0
+            return
+        self._nonfinite_steps += 1
+        if self._nonfinite_steps < MAX_NONFINITE_STEPS:
+            return
+        parts = ", ".join(f"{k.removeprefix('train/')}={float(v):.4g}" for k, v in log.items())
+        raise FloatingPointError(
+            f"training diverged: the loss was NaN or infinite for {self._nonfinite_steps} "
+            f"consecutive steps, up to global step {self.global_step} (epoch "
+            f"{self.current_epoch}); last step: {parts}. Learned warps are the usual cause: "
+            "lower optim.align_lr_scale or set trainer.gradient_clip_val"
+        )
 
     # -- evaluation ---------------------------------------------------------------------
     def _evaluation_step(self, batch: dict, collector: EmbeddingCollector) -> None:

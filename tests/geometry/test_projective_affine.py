@@ -44,6 +44,39 @@ def test_projective_matches_numpy_homography():
     np.testing.assert_allclose(ours, expected, atol=1e-12)
 
 
+def test_homography_with_its_horizon_in_the_image_stays_finite():
+    """A learned homography whose line w = 0 crosses the image: finite grid and gradients.
+
+    Where |w| >= 1e-2 the grid is the exact homography (numpy); nearer the horizon points
+    land far outside the image (>= 1/1e-2 · |numerator| away), on the same side as exact.
+    """
+    family = Projective()
+    # w = 1 + 2u: zero on the vertical line u = −0.5, inside [−1, 1]²
+    params = torch.tensor([[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 2.0, 0.0]], requires_grad=True)
+    size = (32, 34)  # W = 34 puts a column of pixel centres exactly on u = −0.5 (w = 0)
+    grid = family.grid(params, size)
+    assert torch.isfinite(grid).all()
+    pixels = normalized_meshgrid(size, dtype=torch.float64).reshape(-1, 2).numpy()
+    homogeneous = np.c_[pixels, np.ones(len(pixels))] @ np.append(
+        params.detach()[0].numpy(), 1.0
+    ).reshape(3, 3).T.astype(np.float64)
+    w = homogeneous[:, 2]
+    far = np.abs(w) < 1e-2
+    assert far.any() and (w == 0).any()
+    ours = grid.detach().reshape(-1, 2).double().numpy()
+    exact = homogeneous[~far, :2] / w[~far, None]
+    np.testing.assert_allclose(ours[~far], exact, rtol=1e-5, atol=1e-5)
+    numerators = np.abs(homogeneous[far, :2])
+    assert (np.abs(ours[far]) >= numerators / 1e-2 - 1e-3).all()
+    # sampling through it and back-propagating gives finite values and gradients
+    image = torch.rand(1, 3, *size)
+    F.grid_sample(image, grid, align_corners=False).sum().backward()
+    assert torch.isfinite(params.grad).all()
+    # a landmark exactly on the horizon warps to a finite point too
+    horizon = torch.tensor([[[-0.5, 0.3]]])
+    assert torch.isfinite(family.warp_points(params.detach(), horizon)).all()
+
+
 @pytest.mark.parametrize("family", [Affine(), Projective()])
 def test_grid_equals_warp_points_at_pixel_centres(family):
     params = _random_params(family).float()

@@ -91,3 +91,17 @@ def test_plain_stn_on_a_source_without_landmarks(tmp_path, shared_data):
     run(cfg)
     results = json.loads((tmp_path / "results.json").read_text())
     assert "anme" not in results["test"] and 0.0 <= results["test"]["verif_acc"] <= 1.0
+
+
+def test_a_diverged_run_stops_with_a_clear_error(tmp_path):
+    """An absurd lr makes every loss NaN: the run stops after 10 such steps, saying why."""
+    overrides = [
+        "optim.lr=1e30",
+        "optim.align_lr_scale=1.0",
+        "trainer.max_epochs=4",  # 4 steps per epoch; no validation before step 10
+        "trainer.check_val_every_n_epoch=10",
+        "test=false",
+    ]
+    cfg = compose_train([*TINY, *overrides], tmp_path / "run")
+    with pytest.raises(FloatingPointError, match=r"training diverged.*10 consecutive steps"):
+        run(cfg)

@@ -13,14 +13,26 @@ from .precision import full_precision
 
 # A point whose homogeneous w is this close to 0 maps to infinity: reported as not converged.
 _MIN_W = 1e-8
+# The forward warp (grid, warp_points) divides by w with |w| held at least this far from 0: a
+# point near the horizon of a learned homography then maps ~1/_MIN_FORWARD_W normalised units
+# away (far outside the image, sampled as padding) instead of to ±inf, and its gradient
+# through w is cut rather than exploding. Exact wherever |w| >= _MIN_FORWARD_W.
+_MIN_FORWARD_W = 1e-2
 
 
-def _homogeneous_apply(matrix: Tensor, points: Tensor) -> tuple[Tensor, Tensor]:
-    """Apply (B, 3, 3) to (B, P, 2): returns the dehomogenised points and w (B, P)."""
+def _homogeneous_apply(matrix: Tensor, points: Tensor, min_w: float = 0.0) -> tuple[Tensor, Tensor]:
+    """Apply (B, 3, 3) to (B, P, 2): returns the dehomogenised points and w (B, P).
+
+    ``min_w > 0`` divides by w with its magnitude clamped to at least ``min_w`` (sign kept;
+    w = 0 counts as positive).
+    """
     ones = torch.ones_like(points[..., :1])
     mapped = torch.cat([points, ones], dim=-1) @ matrix.transpose(1, 2)
     w = mapped[..., 2]
-    return mapped[..., :2] / w.unsqueeze(-1), w
+    divisor = w
+    if min_w > 0:
+        divisor = torch.where(w >= 0, w.clamp(min=min_w), w.clamp(max=-min_w))
+    return mapped[..., :2] / divisor.unsqueeze(-1), w
 
 
 class Projective(TransformFamily):
@@ -42,13 +54,13 @@ class Projective(TransformFamily):
     def grid(self, params: Tensor, size: tuple[int, int]) -> Tensor:
         height, width = size
         pixels = normalized_meshgrid(size, device=params.device, dtype=params.dtype)
-        mapped, _ = _homogeneous_apply(self.matrix(params), pixels.view(1, -1, 2))
+        mapped, _ = _homogeneous_apply(self.matrix(params), pixels.view(1, -1, 2), _MIN_FORWARD_W)
         return mapped.view(-1, height, width, 2)
 
     @full_precision
     def warp_points(self, params: Tensor, points: Tensor) -> Tensor:
         points = expand_points(points, params.shape[0]).to(params.dtype)
-        return _homogeneous_apply(self.matrix(params), points)[0]
+        return _homogeneous_apply(self.matrix(params), points, _MIN_FORWARD_W)[0]
 
     @torch.no_grad()
     @full_precision
