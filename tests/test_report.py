@@ -204,7 +204,11 @@ def test_alpha_and_template_variants_are_separate_groups(multirun, tmp_path):
     """Fixed α, T_fix and T_fix† runs (paper §5.3) are not pooled with the default runs."""
     root, records = multirun
     variants = {
-        "alpha_fixed": ({"loss.learn_alpha": False}, ("fixed", "learned")),
+        "alpha_fixed": ({"loss.learn_alpha": False}, ("fixed 0.9", "learned")),
+        "alpha_fixed_half": (
+            {"loss.learn_alpha": False, "loss.alpha_init": 0.5},
+            ("fixed 0.5", "learned"),
+        ),
         "t_fix": ({"loss.learn_template": False}, ("learned", "T_fix")),
         "t_fix_dagger": (
             {"loss.learn_template": False, "loss.template_checkpoint": "/ckpt/last.ckpt"},
@@ -235,7 +239,8 @@ def test_alpha_and_template_variants_are_separate_groups(multirun, tmp_path):
     labels = {line.get_gid() for line in report.figures["anme_vs_rank1"].axes[0].lines}
     expected = {
         "STN-TPS-Grid-8@fmap",
-        "STN-TPS-Grid-8@fmap α fixed",
+        "STN-TPS-Grid-8@fmap α fixed 0.9",
+        "STN-TPS-Grid-8@fmap α fixed 0.5",
         "STN-TPS-Grid-8@fmap T_fix",
         "STN-TPS-Grid-8@fmap T_fix†",
     }
@@ -266,7 +271,10 @@ def _checkpointed_run(root: Path, name: str, module, datamodule, **fields) -> Pa
 
 
 def test_faces_figure_draws_each_groups_checkpoint(tmp_path):
+    import torch
+
     from balanced_align.data.datamodule import FaceDataModule
+    from balanced_align.viz.common import to_display
     from tests.viz.helpers import tiny_module
 
     datamodule = FaceDataModule(
@@ -286,15 +294,26 @@ def test_faces_figure_draws_each_groups_checkpoint(tmp_path):
     plain = {"method": "none", "location": "fmap", "lambda": 0.0}
     _checkpointed_run(root, "0_none", tiny_module("none"), datamodule, **plain)
     tps = {"method": "tps", "tps_grid_size": 4, "location": "fmap", "lambda": 3.0}
-    _checkpointed_run(root, "1_tps", tiny_module("tps"), datamodule, **tps)
+    warped = tiny_module("tps")
+    with torch.no_grad():  # a visible, non-identity warp: the row must show this model's
+        warped.recognizer.stn.locnet.fc.bias.add_(0.15)
+    _checkpointed_run(root, "1_tps", warped, datamodule, **tps)
     out = tmp_path / "report"
     assert main([str(root), "--out", str(out), "--faces", "4"]) == 0
     _check_png(out / "aligned_by_method.png")
     figure = build_report(root, faces=4).figures["aligned_by_method"]
-    labels = [ax.get_ylabel() for ax in figure.axes[::4]]
-    assert labels == ["input", "None", "STN-TPS-Grid-4@fmap λ=3"]
-    titles = [float(ax.get_title().split()[1].rstrip("°")) for ax in figure.axes[:4]]
+    axes = np.array(figure.axes).reshape(3, 4)
+    assert [ax.get_ylabel() for ax in axes[:, 0]] == ["input", "None", "STN-TPS-Grid-4@fmap λ=3"]
+    titles = [float(ax.get_title().split()[1].rstrip("°")) for ax in axes[0]]
     assert titles == sorted(titles)  # faces spread over yaw, in order
+    inputs = np.stack([np.asarray(ax.images[0].get_array()) for ax in axes[0]])
+    images = torch.from_numpy(inputs).permute(0, 3, 1, 2).float() * 2 - 1
+    with torch.no_grad():
+        params = warped.recognizer.predict_params(images)
+        expected = to_display(warped.recognizer.aligned_image(images, params))
+    shown = np.stack([np.asarray(ax.images[0].get_array()) for ax in axes[2]])
+    np.testing.assert_allclose(shown, expected, atol=1e-4)
+    assert np.abs(shown - inputs).max() > 0.1  # the loaded warp, not the identity
     # a group whose checkpoint is gone is named, not skipped
     (root / "1_tps" / "best.ckpt").unlink()
     with pytest.raises(FileNotFoundError, match=r"1_tps/results\.json: best_checkpoint"):

@@ -408,21 +408,24 @@ class BalancedAlignModule(L.LightningModule):
     def _check_finite(self, log: Mapping[str, Tensor]) -> None:
         """Stop a diverged run: MAX_NONFINITE_STEPS consecutive NaN / inf training losses.
 
-        A single non-finite step can be an fp16 overflow that the AMP grad scaler skips; a
-        streak means the weights are gone (every later step and evaluation would be NaN).
+        One non-finite loss can be a transient overflow under fp16 autocast; a streak means
+        the weights are gone (every later step and evaluation would be NaN). Under DDP the
+        ranks agree on each step (a step counts if its loss is non-finite on any rank), so
+        they all stop at the same step instead of leaving some waiting in a collective.
+        Steps are training_step calls (micro-batches under gradient accumulation).
         """
-        if bool(torch.isfinite(log["train/loss"])):
-            self._nonfinite_steps = 0
-            return
-        self._nonfinite_steps += 1
+        finite = bool(torch.isfinite(log["train/loss"]))
+        if self._trainer is not None:
+            finite = bool(self.trainer.strategy.reduce_boolean_decision(finite, all=True))
+        self._nonfinite_steps = 0 if finite else self._nonfinite_steps + 1
         if self._nonfinite_steps < MAX_NONFINITE_STEPS:
             return
         parts = ", ".join(f"{k.removeprefix('train/')}={float(v):.4g}" for k, v in log.items())
         raise FloatingPointError(
             f"training diverged: the loss was NaN or infinite for {self._nonfinite_steps} "
             f"consecutive steps, up to global step {self.global_step} (epoch "
-            f"{self.current_epoch}); last step: {parts}. Learned warps are the usual cause: "
-            "lower optim.align_lr_scale or set trainer.gradient_clip_val"
+            f"{self.current_epoch}); last step on this rank: {parts}. Learned warps are the "
+            "usual cause: lower optim.align_lr_scale or set trainer.gradient_clip_val"
         )
 
     # -- evaluation ---------------------------------------------------------------------

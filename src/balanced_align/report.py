@@ -43,7 +43,12 @@ from matplotlib.figure import Figure
 
 from balanced_align.viz.common import method_name
 from balanced_align.viz.export import figure_to_array, save_figures
-from balanced_align.viz.study import anme_rank1_figure, location_bars_figure, yaw_curves_figure
+from balanced_align.viz.study import (
+    anme_rank1_figure,
+    location_bars_figure,
+    variant_suffix,
+    yaw_curves_figure,
+)
 
 STAGES = ("auto", "test", "val")
 #: the columns a summary groups by
@@ -141,7 +146,8 @@ def _number(value) -> float:
 def alignment_variant(results: Mapping) -> tuple[str, str]:
     """(alpha, template) of a run: how its α and template T were set (paper §5.3).
 
-    alpha: "learned" or "fixed" (``loss.learn_alpha``). template: "learned" (``T``),
+    alpha: "learned", or "fixed <α₀>" (``loss.learn_alpha=false`` at ``loss.alpha_init``).
+    template: "learned" (``T``),
     "T_fix" (the mean frontal landmarks, frozen) or "T_fix†" (a learned template loaded from
     ``loss.template_checkpoint``, frozen). Both are "–" where the run has no alignment loss:
     no STN, or λ = 0. Keys missing from the run's flat config take the library's defaults
@@ -150,7 +156,12 @@ def alignment_variant(results: Mapping) -> tuple[str, str]:
     if results["method"] not in STN_METHODS or float(results["lambda"]) == 0:
         return NOT_APPLICABLE, NOT_APPLICABLE
     config = results.get("config") if isinstance(results.get("config"), dict) else {}
-    alpha = "learned" if config.get("loss.learn_alpha", True) else "fixed"
+    alpha = "learned"
+    if not config.get("loss.learn_alpha", True):
+        from balanced_align.module import DEFAULTS
+
+        alpha_init = config.get("loss.alpha_init", DEFAULTS["loss"]["alpha_init"])
+        alpha = f"fixed {float(alpha_init):g}"
     if config.get("loss.template_checkpoint"):
         template = "T_fix†"
     elif config.get("loss.learn_template", True):
@@ -382,65 +393,87 @@ def study_figures(summary: pd.DataFrame) -> dict[str, Figure]:
 
 
 def group_label(row) -> str:
-    """``STN-TPS-Grid-8@fmap λ=3 α fixed``-style label of a runs / summary row."""
-    from balanced_align.viz.study import variant_suffix
-
+    """``STN-TPS-Grid-8@fmap λ=3 α fixed 0.9``-style label of a runs / summary row."""
     where = "" if row["location"] == "none" else f"@{row['location']}"
-    lam = "" if row["method"] in ("none", "affine2d", "fullalign") else f" λ={row['lambda']:g}"
+    lam = f" λ={row['lambda']:g}" if row["method"] in STN_METHODS else ""
     return f"{row['method_name']}{where}{lam}{variant_suffix(row['alpha'], row['template'])}"
+
+
+def _best_checkpoint(run_dir: Path) -> Path:
+    """A run's ``best_checkpoint``; in ``run_dir/checkpoints`` if the tree has moved."""
+    results_path = run_dir / "results.json"
+    recorded = load_results(results_path).get("best_checkpoint")
+    candidates = [Path(recorded), run_dir / "checkpoints" / Path(recorded).name] if recorded else []
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"{results_path}: best_checkpoint {recorded!r} does not exist (the faces figure draws "
+        "each group's model)"
+    )
+
+
+def _test_faces(checkpoint: Path, faces: int):
+    """(images, landmarks or None, titles) of ``faces`` test faces of a checkpoint's data.
+
+    The data module is rebuilt from the checkpoint's ``datamodule_hyper_parameters`` (no
+    workers, no image scan); the faces come from the first test batch, preferring faces with
+    landmarks, spread over yaw.
+    """
+    import torch
+
+    from balanced_align.data.datamodule import FaceDataModule
+    from balanced_align.viz.model_figures import unpack_batch
+
+    hparams = torch.load(checkpoint, map_location="cpu", weights_only=True).get(
+        "datamodule_hyper_parameters"
+    )
+    if not hparams:
+        raise ValueError(
+            f"{checkpoint}: no datamodule_hyper_parameters (needed to draw its test faces)"
+        )
+    overrides = {"num_workers": 0, "persistent_workers": False, "check_images": False}
+    datamodule = FaceDataModule(**{**hparams, **overrides})
+    datamodule.setup("test")
+    batch = next(iter(datamodule.test_dataloader()))
+    rows = torch.arange(len(batch["image"]))
+    has = batch.get("has_landmarks")
+    if has is not None and bool(torch.as_tensor(has).any()):
+        rows = rows[torch.as_tensor(has).bool()]
+    if "yaw" in batch:
+        yaw = torch.as_tensor(batch["yaw"]).float()[rows]
+        rows = rows[torch.argsort(torch.nan_to_num(yaw, nan=0.0))]
+    pick = rows[torch.linspace(0, len(rows) - 1, min(int(faces), len(rows))).round().long()]
+    size = len(batch["image"])
+    chosen = {
+        k: v[pick] for k, v in batch.items() if torch.is_tensor(v) and v.dim() and len(v) == size
+    }
+    return unpack_batch(chosen)
 
 
 def aligned_by_method(runs: pd.DataFrame, faces: int = 6) -> Figure:
     """The same test faces aligned by each group's model (paper Fig. 1 / 2).
 
     One row per (method, grid, location, λ, α, template) group of ``runs``, drawn by the
-    ``best_checkpoint`` of its lowest seed (loaded safely, see
+    ``best_checkpoint`` of its lowest seed (loaded safely, one at a time, see
     :func:`balanced_align.evaluating.load_checkpoint`). The faces are the test split of the
-    first group's checkpoint (its data module rebuilt from the checkpoint's
-    ``datamodule_hyper_parameters``): ``faces`` of its first batch, spread over yaw.
+    first group's checkpoint (:func:`_test_faces`); every model must take their size.
     """
-    import torch
-
-    from balanced_align.data.datamodule import FaceDataModule
     from balanced_align.evaluating import load_checkpoint
     from balanced_align.viz.methods import aligned_by_method_figure
-    from balanced_align.viz.model_figures import unpack_batch
 
     if int(faces) <= 0:
         raise ValueError(f"faces must be positive, got {faces}")
-    modules, checkpoints = {}, []
-    for _, group in runs.groupby(list(GROUP_KEYS), dropna=False, sort=False):
-        row = group.sort_values("seed").iloc[0]
-        results_path = Path(row["run_dir"]) / "results.json"
-        checkpoint = load_results(results_path).get("best_checkpoint")
-        if not checkpoint or not Path(checkpoint).is_file():
-            raise FileNotFoundError(
-                f"{results_path}: best_checkpoint {checkpoint!r} does not exist (the faces "
-                "figure draws each group's model)"
-            )
-        modules[group_label(row)] = load_checkpoint(checkpoint)
-        checkpoints.append(checkpoint)
-    data = torch.load(checkpoints[0], map_location="cpu", weights_only=True)
-    hparams = data.get("datamodule_hyper_parameters")
-    if not hparams:
-        raise ValueError(
-            f"{checkpoints[0]}: no datamodule_hyper_parameters (needed to draw its test faces)"
+    groups = [
+        (group_label(row), _best_checkpoint(Path(row["run_dir"])))
+        for row in (
+            group.sort_values("seed").iloc[0]
+            for _, group in runs.groupby(list(GROUP_KEYS), dropna=False, sort=False)
         )
-    datamodule = FaceDataModule(**{**hparams, "num_workers": 0, "persistent_workers": False})
-    datamodule.setup("test")
-    batch = next(iter(datamodule.test_dataloader()))
-    images, landmarks, _ = unpack_batch(batch)
-    yaw = torch.as_tensor(batch["yaw"]).float() if "yaw" in batch else None
-    order = torch.arange(len(images)) if yaw is None else torch.argsort(yaw)
-    pick = order[torch.linspace(0, len(order) - 1, min(int(faces), len(order))).round().long()]
-    titles = None if yaw is None else [f"yaw {float(yaw[i]):+.0f}°" for i in pick]
-    return aligned_by_method_figure(
-        modules,
-        images[pick],
-        None if landmarks is None else landmarks[pick],
-        titles=titles,
-        max_faces=len(pick),
-    )
+    ]
+    images, landmarks, titles = _test_faces(groups[0][1], faces)
+    models = ((label, load_checkpoint(path)) for label, path in groups)
+    return aligned_by_method_figure(models, images, landmarks, titles=titles, max_faces=len(images))
 
 
 def build_report(paths, stage: str = "auto", faces: int = 0) -> Report:

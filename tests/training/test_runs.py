@@ -105,3 +105,19 @@ def test_a_diverged_run_stops_with_a_clear_error(tmp_path):
     cfg = compose_train([*TINY, *overrides], tmp_path / "run")
     with pytest.raises(FloatingPointError, match=r"training diverged.*10 consecutive steps"):
         run(cfg)
+
+
+def test_divergence_needs_consecutive_nonfinite_steps():
+    """9 NaN steps, a finite one, 9 more: no stop (a transient overflow); the 10th in a row."""
+    from balanced_align.module import MAX_NONFINITE_STEPS
+    from tests.viz.helpers import tiny_module
+
+    module = tiny_module("none")
+    nan, one = torch.tensor(float("nan")), torch.tensor(1.0)
+    for _ in range(MAX_NONFINITE_STEPS - 1):
+        module._check_finite({"train/loss": nan})
+    module._check_finite({"train/loss": one})
+    for _ in range(MAX_NONFINITE_STEPS - 1):
+        module._check_finite({"train/loss": torch.tensor(float("inf"))})
+    with pytest.raises(FloatingPointError, match=r"10 consecutive steps.*loss=nan"):
+        module._check_finite({"train/loss": nan, "train/l_fr": one})

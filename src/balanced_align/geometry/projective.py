@@ -14,9 +14,10 @@ from .precision import full_precision
 # A point whose homogeneous w is this close to 0 maps to infinity: reported as not converged.
 _MIN_W = 1e-8
 # The forward warp (grid, warp_points) divides by w with |w| held at least this far from 0: a
-# point near the horizon of a learned homography then maps ~1/_MIN_FORWARD_W normalised units
-# away (far outside the image, sampled as padding) instead of to ±inf, and its gradient
-# through w is cut rather than exploding. Exact wherever |w| >= _MIN_FORWARD_W.
+# point near the horizon of a learned homography then maps to numerator / _MIN_FORWARD_W (on
+# the exact side; outside the image unless the numerator is below 1e-2) instead of to ±inf,
+# and its gradient through w is cut rather than exploding. Exact wherever |w| >= 1e-2. The
+# exact inverse (inverse_points, for ANME) is not clamped.
 _MIN_FORWARD_W = 1e-2
 
 

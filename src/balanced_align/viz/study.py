@@ -45,8 +45,8 @@ def _require(summary: pd.DataFrame, columns: Sequence[str], where: str) -> None:
 def variant_suffix(alpha, template) -> str:
     """ " α fixed", " T_fix", …: what a series changes from the default (α and T learned)."""
     parts = []
-    if alpha == "fixed":
-        parts.append("α fixed")
+    if isinstance(alpha, str) and alpha.startswith("fixed"):
+        parts.append(f"α {alpha}")
     if template not in ("learned", "–") and not pd.isna(template):
         parts.append(str(template))
     return "".join(f" {p}" for p in parts)
@@ -57,7 +57,7 @@ def _variants(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {c: summary[c] if c in summary else "learned" for c in ("alpha", "template")},
         index=summary.index,
-    )
+    ).fillna("learned")
 
 
 def _series(summary: pd.DataFrame):
