@@ -368,9 +368,7 @@ class Report:
         ]
         if repeated.empty:
             return []
-        names = ", ".join(
-            f"{r.method_name}@{r.location} λ={r['lambda']:g}" for _, r in repeated.iterrows()
-        )
+        names = ", ".join(group_label(r) for _, r in repeated.iterrows())
         return [
             f"**Note:** {names} repeat a seed: runs that differ in settings other than "
             "method, grid size, location, λ, α and template are pooled there.",

@@ -290,9 +290,10 @@ class FaceDataModule(L.LightningDataModule):
             splits["test"],
         )
 
-    def _setup_folder(self) -> None:
+    def _folder_source(self) -> ImageFolderSource:
+        """The ImageFolderSource of ``root`` with this module's landmark and bad-sample options."""
         hp = self.hparams
-        source = ImageFolderSource(
+        return ImageFolderSource(
             hp.root,
             landmarks=hp.landmarks,
             landmark_convention=hp.landmark_convention,
@@ -300,6 +301,10 @@ class FaceDataModule(L.LightningDataModule):
             on_bad_sample=hp.on_bad_sample,
             check_images=bool(hp.check_images),
         )
+
+    def _setup_folder(self) -> None:
+        hp = self.hparams
+        source = self._folder_source()
         labels = np.asarray(source.labels)
         identities = np.random.default_rng(self.seed).permutation(source.num_classes)
         n_val = round(float(hp.val_fraction_identities) * len(identities))
@@ -356,14 +361,7 @@ class FaceDataModule(L.LightningDataModule):
         if hp.root is None:
             self._setup_synth_evaluation(offset=index.num_classes)
             return
-        source = ImageFolderSource(
-            hp.root,
-            landmarks=hp.landmarks,
-            landmark_convention=hp.landmark_convention,
-            schema=hp.schema,
-            on_bad_sample=hp.on_bad_sample,
-            check_images=bool(hp.check_images),
-        )
+        source = self._folder_source()
         identities = np.random.default_rng(self.seed).permutation(source.num_classes)
         half = len(identities) // 2
         if half < 3:

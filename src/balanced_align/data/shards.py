@@ -79,6 +79,7 @@ from torch.utils.data import DataLoader, IterableDataset, Sampler, get_worker_in
 
 from balanced_align.data.record import FaceRecord
 from balanced_align.data.schema import LandmarkSchema, get_schema, schema_for_count
+from balanced_align.data.validation import is_rgb_uint8
 
 INDEX_NAME = "index.json"
 FORMAT_NAME = "balanced-align-shards"
@@ -121,13 +122,7 @@ class _Encoded:
 def _encode(record: FaceRecord, where: str, image_format: str, quality: int) -> _Encoded:
     """FaceRecord -> encoded image + JSON; ValueError naming ``where`` on bad content."""
     image = record.image
-    if not (
-        isinstance(image, np.ndarray)
-        and image.dtype == np.uint8
-        and image.ndim == 3
-        and image.shape[2] == 3
-        and image.size > 0
-    ):
+    if not (is_rgb_uint8(image) and image.size > 0):
         raise ValueError(
             f"{where}: image must be (H, W, 3) uint8 RGB, got "
             f"{getattr(image, 'shape', type(image))} {getattr(image, 'dtype', '')}"

@@ -32,6 +32,7 @@ import torch
 
 from balanced_align.data.record import FaceRecord
 from balanced_align.data.schema import LandmarkSchema, get_schema, schema_for_count
+from balanced_align.data.validation import is_rgb_uint8
 from balanced_align.geometry.coords import pixel_to_normalized
 
 _ALB_SHIFT = 0.5  # corner-origin x minus OpenCV/albumentations x for the same location
@@ -207,12 +208,7 @@ class FaceTransform:
 
     def __call__(self, record: FaceRecord, index: int = -1) -> dict[str, torch.Tensor]:
         image = record.image
-        if not (
-            isinstance(image, np.ndarray)
-            and image.dtype == np.uint8
-            and image.ndim == 3
-            and image.shape[2] == 3
-        ):
+        if not is_rgb_uint8(image):
             raise ValueError(
                 f"FaceTransform: record {record.source or index!r}: image must be (H, W, 3) "
                 f"uint8, got {getattr(image, 'shape', None)} {getattr(image, 'dtype', None)}"

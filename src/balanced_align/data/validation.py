@@ -162,6 +162,16 @@ def image_problem(path: str | Path) -> tuple[np.ndarray | None, str | None]:
     return np.ascontiguousarray(image), None
 
 
+def is_rgb_uint8(image) -> bool:
+    """Whether ``image`` is an (H, W, 3) uint8 numpy array (a decoded RGB image)."""
+    return (
+        isinstance(image, np.ndarray)
+        and image.dtype == np.uint8
+        and image.ndim == 3
+        and image.shape[2] == 3
+    )
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read ``path`` as (H, W, 3) uint8 RGB, raising with the file name on any problem."""
     path = Path(path)
