@@ -238,11 +238,14 @@ def _finish_wandb(loggers: list, val_metrics: dict, test_metrics: dict) -> None:
 
     for logger in loggers:
         if isinstance(logger, WandbLogger):
-            summary = logger.experiment.summary
-            for stage, metrics in (("val", val_metrics), ("test", test_metrics)):
-                for key, value in metrics.items():
-                    if value is not None:
-                        summary[f"{stage}/{key}"] = value
+            logger.experiment.summary.update(
+                {
+                    f"{stage}/{key}": value
+                    for stage, metrics in (("val", val_metrics), ("test", test_metrics))
+                    for key, value in metrics.items()
+                    if value is not None
+                }
+            )
             import wandb
 
             wandb.finish()

@@ -4,6 +4,7 @@ import json
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import lightning as L
@@ -42,7 +43,8 @@ def test_multirun_lambda_sweep_writes_one_results_json_per_job(tmp_path, repo_ro
 
 def _wandb_records(path: Path):
     """Records of an offline run's ``.wandb`` file (LevelDB-style log of protobuf records:
-    a 7-byte header, then chunks of crc32 (4), length (2), type (1: full, 2–4: split))."""
+    a 7-byte header, then chunks of crc32 (4), length (2), type (1: full, 2–4: split)).
+    Stops at a chunk that is not fully written yet."""
     from wandb.proto import wandb_internal_pb2
 
     data = path.read_bytes()
@@ -54,6 +56,8 @@ def _wandb_records(path: Path):
             position += left
             continue
         length, kind = struct.unpack("<HB", data[position + 4 : position + 7])
+        if position + 7 + length > len(data):
+            return
         buffer += data[position + 7 : position + 7 + length]
         position += 7 + length
         if kind in (1, 4):
@@ -61,6 +65,20 @@ def _wandb_records(path: Path):
             record.ParseFromString(buffer)
             buffer = b""
             yield record
+
+
+def _finished_wandb_records(path: Path, timeout_s: float = 60.0) -> list:
+    """All records of an offline run once its ``exit`` record is on disk. ``wandb.finish``
+    can return while W&B's service process is still flushing the file (seen under load)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = list(_wandb_records(path))
+        kinds = [record.WhichOneof("record_type") for record in records]
+        if "exit" in kinds:
+            return records
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} has no exit record after {timeout_s} s: {kinds[-20:]}")
+        time.sleep(0.2)
 
 
 def test_wandb_offline_run_logs_flat_config_and_final_summary(tmp_path, monkeypatch):
@@ -71,7 +89,7 @@ def test_wandb_offline_run_logs_flat_config_and_final_summary(tmp_path, monkeypa
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, list((tmp_path / "wandb").iterdir())
     summary, config = {}, {}
-    for record in _wandb_records(next(runs[0].glob("run-*.wandb"))):
+    for record in _finished_wandb_records(next(runs[0].glob("run-*.wandb"))):
         kind = record.WhichOneof("record_type")
         if kind == "summary":
             summary.update(
@@ -80,6 +98,7 @@ def test_wandb_offline_run_logs_flat_config_and_final_summary(tmp_path, monkeypa
         elif kind == "config":
             config.update({item.key: json.loads(item.value_json) for item in record.config.update})
     results = json.loads((tmp_path / "results.json").read_text())
+    assert "val/anme" in summary, sorted(summary)
     assert summary["val/anme"] == pytest.approx(results["val"]["anme"])
     assert summary["val/rank1"] == pytest.approx(results["val"]["rank1"])
     assert config["loss.lambda"] == 3.0
