@@ -250,6 +250,47 @@ def test_alpha_and_template_variants_are_separate_groups(multirun, tmp_path):
     assert "| α | template |" in text
 
 
+def test_variants_sort_after_the_default_and_fixed_templates_are_numbered(multirun, tmp_path):
+    """Within a λ the default (α and T learned) comes first; T_fix† runs loading different
+    checkpoints form different groups, labelled and listed by checkpoint."""
+    root, records = multirun
+    base = [r for r in records if (r["method"], r["location"], r["lambda"]) == ("tps", "fmap", 3.0)]
+    variants = {
+        "alpha_fixed": {"loss.learn_alpha": False},
+        "dagger_b": {"loss.learn_template": False, "loss.template_checkpoint": "/b/last.ckpt"},
+        "dagger_a": {"loss.learn_template": False, "loss.template_checkpoint": "/a/last.ckpt"},
+        "t_fix": {"loss.learn_template": False},
+    }
+    for name, config in variants.items():
+        for record in base:
+            job = tmp_path / "variants" / f"{name}_{record['seed']}"
+            job.mkdir(parents=True)
+            data = dict(record, config={**record["config"], **config})
+            (job / "results.json").write_text(json.dumps(data))
+    report = build_report([root, tmp_path / "variants"])
+    runs = report.runs
+    fmap3 = runs[(runs.method == "tps") & (runs.location == "fmap") & (runs["lambda"] == 3.0)]
+    order = list(dict.fromkeys(zip(fmap3.alpha, fmap3.template)))
+    assert order == [
+        ("learned", "learned"),
+        ("learned", "T_fix"),
+        ("learned", "T_fix†1"),
+        ("learned", "T_fix†2"),
+        ("fixed 0.9", "learned"),
+    ]
+    dagger = fmap3[fmap3.template.str.startswith("T_fix†")]
+    assert dict(zip(dagger.template, dagger.template_checkpoint)) == {
+        "T_fix†1": "/a/last.ckpt",
+        "T_fix†2": "/b/last.ckpt",
+    }
+    summary = report.summary
+    groups = summary[summary.template.str.startswith("T_fix†")]
+    assert sorted(groups.template) == ["T_fix†1", "T_fix†2"]
+    assert set(groups.n_runs) == {len(base)}
+    text = report.markdown()
+    assert "T_fix†1: `/a/last.ckpt`; T_fix†2: `/b/last.ckpt`" in text
+
+
 def _checkpointed_run(root: Path, name: str, module, datamodule, **fields) -> Path:
     """A run dir whose results.json names a checkpoint holding ``module`` and the data."""
     import torch
@@ -318,6 +359,16 @@ def test_faces_figure_draws_each_groups_checkpoint(tmp_path):
     (root / "1_tps" / "best.ckpt").unlink()
     with pytest.raises(FileNotFoundError, match=r"1_tps/results\.json: best_checkpoint"):
         build_report(root, faces=4)
+    # the first group's checkpoint, which also gives the faces, is only ever read safely
+    import argparse
+
+    from balanced_align.evaluating import UnsafeCheckpointError
+
+    torch.save(
+        {"state_dict": {}, "hyper_parameters": argparse.Namespace()}, root / "0_none/best.ckpt"
+    )
+    with pytest.raises(UnsafeCheckpointError, match=r"0_none/best\.ckpt"):
+        build_report(root / "0_none", faces=4)
 
 
 def test_bad_inputs_name_the_file(tmp_path):

@@ -55,11 +55,19 @@ class UnsafeCheckpointError(ValueError):
 def load_checkpoint(path: str | Path, map_location="cpu") -> BalancedAlignModule:
     """Rebuild the :class:`BalancedAlignModule` of a Lightning checkpoint, in eval mode.
 
-    The file is read with ``torch.load(weights_only=True)`` (tensors, plain containers and
-    numbers only: nothing in it is executed); a file that needs anything else raises
-    :class:`UnsafeCheckpointError` and is not loaded at all. The module is built from the
-    checkpoint's ``hyper_parameters`` and its ``state_dict`` is loaded strictly. A T_fix†
-    template file named in the hyperparameters is not read: the template is in the state.
+    The file is read safely by :func:`read_checkpoint`; the module is built by
+    :func:`module_from_checkpoint`.
+    """
+    return module_from_checkpoint(read_checkpoint(path, map_location), path)
+
+
+def read_checkpoint(path: str | Path, map_location="cpu") -> Mapping:
+    """A Lightning checkpoint's contents, read with ``torch.load(weights_only=True)``.
+
+    Tensors, plain containers and numbers only: nothing in the file is executed. A file that
+    needs anything else raises :class:`UnsafeCheckpointError` and is not loaded at all; a file
+    that is not a torch file, or lacks ``state_dict`` / ``hyper_parameters``, raises
+    ``ValueError`` naming it.
     """
     path = Path(path)
     if not path.is_file():
@@ -86,6 +94,16 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> BalancedAlignModule
             f"checkpoint {str(path)!r}: expected a Lightning checkpoint with 'state_dict' and "
             f"'hyper_parameters', got {keys}"
         )
+    return checkpoint
+
+
+def module_from_checkpoint(checkpoint: Mapping, path: str | Path) -> BalancedAlignModule:
+    """The module of a checkpoint read by :func:`read_checkpoint` (``path`` names it in
+    errors), in eval mode.
+
+    Built from the ``hyper_parameters``; the ``state_dict`` is loaded strictly. A T_fix†
+    template file named in the hyperparameters is not read: the template is in the state.
+    """
     hparams = dict(checkpoint["hyper_parameters"])
     loss = dict(hparams.get("loss") or {})
     if loss.get("template_checkpoint"):  # the frozen template comes with the state dict

@@ -57,6 +57,8 @@ GROUP_KEYS = ("method", "tps_grid_size", "location", "lambda", "alpha", "templat
 STN_METHODS = ("affine", "projective", "tps")
 #: what the alpha / template columns hold where the run has no α or T (no STN, or λ = 0)
 NOT_APPLICABLE = "–"
+#: template label of a learned template loaded from a checkpoint and frozen (paper's T_fix†)
+FIXED_LEARNED_TEMPLATE = "T_fix†"
 #: metrics of the tables, in order; per-yaw rank-1 columns go between these two groups
 HEAD_METRICS = ("anme", "rank1", "verif_acc")
 TAIL_METRICS = ("anme_failed_frac", "folded_frac")
@@ -163,7 +165,7 @@ def alignment_variant(results: Mapping) -> tuple[str, str]:
         alpha_init = config.get("loss.alpha_init", DEFAULTS["loss"]["alpha_init"])
         alpha = f"fixed {float(alpha_init):g}"
     if config.get("loss.template_checkpoint"):
-        template = "T_fix†"
+        template = FIXED_LEARNED_TEMPLATE
     elif config.get("loss.learn_template", True):
         template = "learned"
     else:
@@ -193,6 +195,8 @@ def run_row(results: Mapping, path: str | os.PathLike, stage: str = "auto") -> d
         "seed": int(results["seed"]),
         "stage": chosen,
     }
+    if row["template"] == FIXED_LEARNED_TEMPLATE:
+        row["template_checkpoint"] = str(results["config"]["loss.template_checkpoint"])
     for name, value in metrics.items():
         row[name] = _number(value)
     row["run_dir"] = str(Path(path).parent)
@@ -211,9 +215,11 @@ def runs_table(paths, stage: str = "auto") -> pd.DataFrame:
     """One row per run found under ``paths`` (see :func:`find_results`).
 
     Columns: method, tps_grid_size (nullable int), location ("none" without alignment),
-    lambda, alpha, template (see :func:`alignment_variant`), method_name, seed, stage (the
+    lambda, alpha, template (see :func:`alignment_variant`; numbered ``T_fix†1``, ``T_fix†2``,
+    … when the runs load templates from several checkpoints), method_name, seed, stage (the
     split the metrics come from), the metric columns of :func:`metric_columns` (NaN where a
-    run lacks one), run_dir. Sorted by method, grid size, location, λ, α, template, seed.
+    run lacks one), template_checkpoint (T_fix† runs; else None), run_dir. Sorted by method,
+    grid size, location, λ, α and template (each with the default first), seed.
     """
     rows = [run_row(load_results(p), p, stage) for p in find_results(paths)]
     table = pd.DataFrame(rows)
@@ -221,16 +227,39 @@ def runs_table(paths, stage: str = "auto") -> pd.DataFrame:
         if metric not in table:
             table[metric] = np.nan
     metrics = metric_columns(table.columns)
+    if "template_checkpoint" not in table:
+        table["template_checkpoint"] = None
     keys = [*GROUP_KEYS, "method_name", "seed", "stage"]
-    table = table[[*keys, *metrics, "run_dir"]]
+    table = table[[*keys, *metrics, "template_checkpoint", "run_dir"]]
     table["tps_grid_size"] = table["tps_grid_size"].astype("Int64")
-    order = table["method"].map(METHOD_ORDER).fillna(len(METHOD_ORDER))
+    table = _number_fixed_templates(table)
+    default_first = {NOT_APPLICABLE: 0, "learned": 0}  # then the variants, alphabetically
+    ranks = {
+        "_order": table["method"].map(METHOD_ORDER).fillna(len(METHOD_ORDER)),
+        "_alpha": table["alpha"].map(default_first).fillna(1),
+        "_template": table["template"].map(default_first).fillna(1),
+    }
+    by = [*GROUP_KEYS[:4], "_alpha", "alpha", "_template", "template", "seed"]
     table = (
-        table.assign(_order=order)
-        .sort_values(["_order", *GROUP_KEYS, "seed"])
-        .drop(columns="_order")
+        table.assign(**ranks)
+        .sort_values(["_order", *by])
+        .drop(columns=list(ranks))
         .reset_index(drop=True)
     )
+    return table
+
+
+def _number_fixed_templates(table: pd.DataFrame) -> pd.DataFrame:
+    """Label T_fix† runs ``T_fix†1``, ``T_fix†2``, ... (checkpoint paths in sorted order) when
+    they load more than one checkpoint, so that different templates are not pooled."""
+    fixed = table["template"] == FIXED_LEARNED_TEMPLATE
+    checkpoints = sorted(set(table.loc[fixed, "template_checkpoint"]))
+    if len(checkpoints) > 1:
+        number = {path: i + 1 for i, path in enumerate(checkpoints)}
+        table.loc[fixed, "template"] = [
+            f"{FIXED_LEARNED_TEMPLATE}{number[path]}"
+            for path in table.loc[fixed, "template_checkpoint"]
+        ]
     return table
 
 
@@ -352,11 +381,28 @@ class Report:
             lines += ["## Figures", ""]
             for name, file in figure_files.items():
                 lines += [f"### {captions.get(name, name)}", "", f"![{name}]({file})", ""]
-        columns = [c for c in self.runs.columns if c not in ("method", "tps_grid_size")]
+        lines += self._template_legend()
+        hidden = ("method", "tps_grid_size", "template_checkpoint")
+        columns = [c for c in self.runs.columns if c not in hidden]
         columns.insert(0, columns.pop(columns.index("method_name")))
         runs = self.runs[columns].assign(run_dir=[Path(p).name for p in self.runs["run_dir"]])
         lines += ["## Runs", "", markdown_table(runs), ""]
         return "\n".join(lines)
+
+    def _template_legend(self) -> list[str]:
+        """Which checkpoint each numbered T_fix† template came from."""
+        numbered = self.runs[
+            self.runs["template"].str.startswith(FIXED_LEARNED_TEMPLATE)
+            & (self.runs["template"] != FIXED_LEARNED_TEMPLATE)
+        ]
+        pairs = sorted(set(zip(numbered["template"], numbered["template_checkpoint"])))
+        if not pairs:
+            return []
+        return [
+            "Templates loaded from checkpoints: "
+            + "; ".join(f"{label}: `{path}`" for label, path in pairs),
+            "",
+        ]
 
     def _pooling_note(self) -> list[str]:
         """A warning line when a group holds the same seed twice (other settings pooled)."""
@@ -411,25 +457,21 @@ def _best_checkpoint(run_dir: Path) -> Path:
     )
 
 
-def _test_faces(checkpoint: Path, faces: int):
+def _test_faces(checkpoint: Mapping, path: Path, faces: int):
     """(images, landmarks or None, titles) of ``faces`` test faces of a checkpoint's data.
 
-    The data module is rebuilt from the checkpoint's ``datamodule_hyper_parameters`` (no
-    workers, no image scan); the faces come from the first test batch, preferring faces with
-    landmarks, spread over yaw.
+    ``checkpoint`` is the file's contents (``path`` names it in errors). The data module is
+    rebuilt from its ``datamodule_hyper_parameters`` (no workers, no image scan); the faces
+    come from the first test batch, preferring faces with landmarks, spread over yaw.
     """
     import torch
 
     from balanced_align.data.datamodule import FaceDataModule
     from balanced_align.viz.model_figures import unpack_batch
 
-    hparams = torch.load(checkpoint, map_location="cpu", weights_only=True).get(
-        "datamodule_hyper_parameters"
-    )
+    hparams = checkpoint.get("datamodule_hyper_parameters")
     if not hparams:
-        raise ValueError(
-            f"{checkpoint}: no datamodule_hyper_parameters (needed to draw its test faces)"
-        )
+        raise ValueError(f"{path}: no datamodule_hyper_parameters (needed to draw its test faces)")
     overrides = {"num_workers": 0, "persistent_workers": False, "check_images": False}
     datamodule = FaceDataModule(**{**hparams, **overrides})
     datamodule.setup("test")
@@ -457,7 +499,7 @@ def aligned_by_method(runs: pd.DataFrame, faces: int = 6) -> Figure:
     :func:`balanced_align.evaluating.load_checkpoint`). The faces are the test split of the
     first group's checkpoint (:func:`_test_faces`); every model must take their size.
     """
-    from balanced_align.evaluating import load_checkpoint
+    from balanced_align.evaluating import module_from_checkpoint, read_checkpoint
     from balanced_align.viz.methods import aligned_by_method_figure
 
     if int(faces) <= 0:
@@ -469,9 +511,17 @@ def aligned_by_method(runs: pd.DataFrame, faces: int = 6) -> Figure:
             for _, group in runs.groupby(list(GROUP_KEYS), dropna=False, sort=False)
         )
     ]
-    images, landmarks, titles = _test_faces(groups[0][1], faces)
-    models = ((label, load_checkpoint(path)) for label, path in groups)
-    return aligned_by_method_figure(models, images, landmarks, titles=titles, max_faces=len(images))
+    first = read_checkpoint(groups[0][1])
+    images, landmarks, titles = _test_faces(first, groups[0][1], faces)
+
+    def models():  # built one at a time, as the figure draws them; the first file read once
+        for index, (label, path) in enumerate(groups):
+            checkpoint = first if index == 0 else read_checkpoint(path)
+            yield label, module_from_checkpoint(checkpoint, path)
+
+    return aligned_by_method_figure(
+        models(), images, landmarks, titles=titles, max_faces=len(images)
+    )
 
 
 def build_report(paths, stage: str = "auto", faces: int = 0) -> Report:
