@@ -146,3 +146,22 @@ def test_bad_arguments_are_named():
         FaceDataModule(dataset="folder", root=str(ATT), val_fraction_identities=0.05).setup()
     with pytest.raises(ValueError, match="keys"):
         collate_samples([{"a": torch.zeros(1)}, {"b": torch.zeros(1)}])
+    # SynthFaces knobs are checked on construction, before any rendering
+    with pytest.raises(ValueError, match=r"data\.synth_knobs: unknown SynthFaces knob.*lmk_noise"):
+        FaceDataModule(**SYNTH, synth_knobs={"lmk_noise": 1.0})
+    with pytest.raises(ValueError, match=r"data\.synth_knobs: landmark_noise"):
+        FaceDataModule(**SYNTH, synth_knobs={"landmark_noise": -1.0})
+
+
+def test_landmark_noise_reaches_training_and_evaluation_labels():
+    """The knob perturbs the labels of every split (training targets and the landmarks ANME is
+    measured against), never the images."""
+    exact = FaceDataModule(**SYNTH)
+    noisy = FaceDataModule(**SYNTH, synth_knobs={"landmark_noise": 2.0})
+    for dm in (exact, noisy):
+        dm.setup("fit")
+    for split in ("train_records", "val_items"):
+        a, b = getattr(exact, split)[0], getattr(noisy, split)[0]
+        np.testing.assert_array_equal(a.image, b.image)
+        assert not np.allclose(a.landmarks, b.landmarks)
+        np.testing.assert_array_equal(b.meta["landmarks_exact"], a.landmarks)

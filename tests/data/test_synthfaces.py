@@ -309,6 +309,8 @@ def test_pose_distributions():
         ({"background": "photo"}, "background"),
         ({"blur": -1.0}, "blur"),
         ({"noise": True}, "noise"),
+        ({"landmark_noise": -0.5}, "landmark_noise"),
+        ({"landmark_noise": float("inf")}, "landmark_noise"),
         ({"num_identities": 0}, "num_identities"),
         ({"images_per_identity": 2.5}, "images_per_identity"),
         ({"image_size": 8}, "image_size"),
@@ -320,3 +322,28 @@ def test_bad_knobs_raise_naming_the_knob(kwargs, name):
     args = {"num_identities": 2, "images_per_identity": 2, **kwargs}
     with pytest.raises(ValueError, match=name):
         SynthFaces(**args)
+
+
+def test_landmark_noise_perturbs_labels_only_with_the_stated_sd():
+    """The image is the exact one; the labels are the exact landmarks plus an error that is
+    fixed per image, zero-mean, with sd landmark_noise * size / 112 (chi-square bounds)."""
+    size, sd_112 = 64, 3.0
+    exact = SynthFaces(6, 4, image_size=size, seed=3)
+    noisy = SynthFaces(6, 4, image_size=size, seed=3, landmark_noise=sd_112)
+    errors = []
+    for index in range(len(exact)):
+        a, b = exact[index], noisy[index]
+        np.testing.assert_array_equal(a.image, b.image)
+        np.testing.assert_array_equal(b.meta["landmarks_exact"], a.landmarks)
+        assert b.landmarks.dtype == np.float32
+        np.testing.assert_array_equal(noisy[index].landmarks, b.landmarks)  # fixed per image
+        errors.append(b.landmarks - a.landmarks)
+    errors = np.concatenate(errors).ravel().astype(np.float64)
+    sd = sd_112 * size / 112
+    n = errors.size  # 24 images x 84 landmarks x 2 coordinates
+    assert abs(errors.mean()) < 4 * sd / np.sqrt(n)
+    low, high = stats.chi2.ppf([1e-4, 1 - 1e-4], n)
+    assert low <= (errors**2).sum() / sd**2 <= high
+    assert "landmarks_exact" not in exact[0].meta
+    # different images get different errors
+    assert not np.allclose(errors[: 84 * 2], errors[84 * 2 : 2 * 84 * 2])

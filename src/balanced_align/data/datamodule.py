@@ -32,6 +32,7 @@ from balanced_align.data.evaluation_sets import (
 from balanced_align.data.schema import LandmarkSchema, get_schema
 from balanced_align.data.shards import ShardIndex, ShardLoader, ShardStream
 from balanced_align.data.sources import ImageFolderSource, RecordSubset
+from balanced_align.data.synthfaces.params import Knobs
 from balanced_align.data.transforms import FaceTransform, JitterConfig
 from balanced_align.data.validation import SkipReport, require_landmarks
 from balanced_align.evaluation.protocol import EvaluationProtocol
@@ -211,6 +212,10 @@ class FaceDataModule(L.LightningDataModule):
         self.augment = bool(augment)
         self.jitter = JitterConfig(**_plain(jitter or {}))
         self.synth_knobs = _plain(synth_knobs or {})
+        try:  # every run has SynthFaces evaluation sets: check the knobs before any setup
+            Knobs.from_mapping(self.synth_knobs)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"data.synth_knobs: {error}") from None
         self._built = False
 
     # ------------------------------------------------------------------ setup

@@ -18,6 +18,7 @@ from .params import (
     Knobs,
     SceneParams,
     ShapeParams,
+    annotation_error,
     pixel_rng,
     sample_scene,
     sample_shape_params,
@@ -75,7 +76,11 @@ class SynthFaces:
         cache_identities: how many identities' textures to keep (LRU).
         **knobs: see :class:`~.params.Knobs` (geometry_strength, texture_strength, yaw_range,
             pitch_range, roll_range, pose_distribution, expression_strength, scale_jitter,
-            shift_jitter, lighting, background, blur, noise).
+            shift_jitter, lighting, background, blur, noise, landmark_noise).
+
+    With ``landmark_noise > 0`` the record's landmarks are the exact projections plus a fixed
+    annotation error per image (the same every time the item is read), and
+    ``meta["landmarks_exact"]`` holds the exact ones.
     """
 
     #: Landmark schema of every record.
@@ -101,13 +106,7 @@ class SynthFaces:
         self.identity_offset = _count("identity_offset", identity_offset, 0)
         self.image_offset = _count("image_offset", image_offset, 0)
         self.cache_identities = _count("cache_identities", cache_identities, 0)
-        unknown = set(knobs) - set(Knobs.__dataclass_fields__)
-        if unknown:
-            raise ValueError(
-                f"unknown SynthFaces knob(s) {sorted(unknown)}; "
-                f"known: {sorted(Knobs.__dataclass_fields__)}"
-            )
-        self.knobs = Knobs(**knobs)
+        self.knobs = Knobs.from_mapping(knobs)
         self._renderer: Renderer | None = None
         self._cache: OrderedDict[int, Identity] = OrderedDict()
 
@@ -209,6 +208,11 @@ class SynthFaces:
         if debug_regions:
             meta["regions"] = region_map
             meta["region_names"] = REGION_NAMES
+        if self.knobs.landmark_noise > 0:
+            meta["landmarks_exact"] = lmk
+            lmk = lmk + annotation_error(
+                self.seed, ident.identity, image, self.knobs, self.image_size, len(lmk)
+            )
         return FaceRecord(
             image=img,
             landmarks=lmk,

@@ -10,6 +10,7 @@ does not depend on its background or lighting knobs.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -22,6 +23,7 @@ TAG_SHAPE = 0x5A1
 TAG_TEXTURE = 0x7E8
 TAG_SCENE = 0x5CE
 TAG_PIXELS = 0x91C
+TAG_ANNOTATION = 0xA77
 
 BACKGROUNDS = ("noise", "gradient", "flat")
 POSE_DISTRIBUTIONS = ("uniform", "normal")
@@ -65,6 +67,9 @@ class Knobs:
     background: "noise" (smooth colour clutter), "gradient" or "flat".
     blur: largest Gaussian blur sd in pixels of a 112-pixel image (scaled with the size).
     noise: largest pixel noise sd as a fraction of 255.
+    landmark_noise: sd, in pixels of a 112-pixel image (scaled with the size), of an
+        annotation error added to each landmark coordinate (0 = the exact projections). The
+        image is unchanged: this simulates a landmark detector's error on the labels only.
     """
 
     geometry_strength: float = 1.0
@@ -80,6 +85,18 @@ class Knobs:
     background: str = "noise"
     blur: float = 0.8
     noise: float = 0.02
+    landmark_noise: float = 0.0
+
+    @classmethod
+    def from_mapping(cls, knobs: Mapping) -> Knobs:
+        """Knobs from a mapping of names to values; unknown names raise ``ValueError``."""
+        unknown = set(knobs) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(
+                f"unknown SynthFaces knob(s) {sorted(unknown)}; "
+                f"known: {sorted(cls.__dataclass_fields__)}"
+            )
+        return cls(**knobs)
 
     def __post_init__(self) -> None:
         num = {
@@ -91,6 +108,7 @@ class Knobs:
             "lighting": (0.0, 1.0),
             "blur": (0.0, 5.0),
             "noise": (0.0, 0.5),
+            "landmark_noise": (0.0, 10.0),
         }
         for name, (lo, hi) in num.items():
             object.__setattr__(self, name, _number(name, getattr(self, name), lo, hi))
@@ -220,3 +238,15 @@ def sample_scene(seed: int, identity: int, image: int, knobs: Knobs, image_size:
 def pixel_rng(seed: int, identity: int, image: int) -> np.random.Generator:
     """The stream for per-pixel randomness (background clutter, sensor noise)."""
     return np.random.default_rng([seed, identity, image, TAG_PIXELS])
+
+
+def annotation_error(
+    seed: int, identity: int, image: int, knobs: Knobs, image_size: int, num_landmarks: int
+) -> np.ndarray:
+    """(num_landmarks, 2) float32 error, in pixels, added to an image's landmark labels:
+    i.i.d. normal with sd ``knobs.landmark_noise * image_size / 112`` (zeros at 0)."""
+    sd = knobs.landmark_noise * image_size / 112.0
+    if sd == 0:
+        return np.zeros((num_landmarks, 2), np.float32)
+    rng = np.random.default_rng([seed, identity, image, TAG_ANNOTATION])
+    return rng.normal(0.0, sd, (num_landmarks, 2)).astype(np.float32)
