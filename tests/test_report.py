@@ -291,6 +291,49 @@ def test_variants_sort_after_the_default_and_fixed_templates_are_numbered(multir
     assert "T_fix†1: `/a/last.ckpt`; T_fix†2: `/b/last.ckpt`" in text
 
 
+def test_by_splits_groups_by_a_config_key(multirun, tmp_path):
+    """--by KEY[=DEFAULT] separates runs that differ only in a config key; without it they
+    pool (and the note says how to separate them)."""
+    root, records = multirun
+    key = "data.synth_knobs.landmark_noise"
+    for record in records:  # the same grid again, with noisy landmarks
+        job = tmp_path / "noisy" / f"{record['run']}".replace(" ", "_")
+        job.mkdir(parents=True)
+        data = dict(record, config={**record["config"], key: 4.0})
+        data["test"] = {k: (v if v is None else v - 0.1) for k, v in record["test"].items()}
+        (job / "results.json").write_text(json.dumps(data))
+    paths = [root, tmp_path / "noisy"]
+    pooled = build_report(paths)
+    assert set(pooled.summary.n_runs) == {4} and set(pooled.summary.setting) == {""}
+    assert "`--by KEY`" in pooled.markdown()
+    with pytest.raises(ValueError, match=rf"results\.json: config has no '{key}'"):
+        build_report(paths, by=[key])
+    report = build_report(paths, by=[f"{key}=0"])
+    summary = report.summary
+    assert set(summary.n_runs) == {2}
+    assert set(summary.setting) == {"landmark_noise=0", "landmark_noise=4"}
+    for (method, location, lam), group in summary.groupby(["method", "location", "lambda"]):
+        means = dict(zip(group.setting, group.rank1_mean))
+        exact = [
+            r["test"]["rank1"]
+            for r in records
+            if (r["method"], r["location"], r["lambda"]) == (method, location, lam)
+        ]
+        assert means["landmark_noise=0"] == pytest.approx(np.mean(exact))
+        assert means["landmark_noise=4"] == pytest.approx(np.mean(exact) - 0.1)
+    labels = {line.get_gid() for line in report.figures["anme_vs_rank1"].axes[0].lines}
+    assert {
+        "STN-TPS-Grid-8@fmap landmark_noise=0",
+        "STN-TPS-Grid-8@fmap landmark_noise=4",
+    } <= labels
+    text = report.markdown()
+    assert "repeat a seed" not in text and "| landmark_noise=4 |" in text
+    out = tmp_path / "cli"
+    assert main([*map(str, paths), "--out", str(out), "--by", f"{key}=0"]) == 0
+    assert set(pd.read_csv(out / "summary.csv").setting) == {"landmark_noise=0", "landmark_noise=4"}
+    assert main([*map(str, paths), "--out", str(out), "--by", "=1"]) == 2
+
+
 def _checkpointed_run(root: Path, name: str, module, datamodule, **fields) -> Path:
     """A run dir whose results.json names a checkpoint holding ``module`` and the data."""
     import torch

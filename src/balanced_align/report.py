@@ -51,8 +51,8 @@ from balanced_align.viz.study import (
 )
 
 STAGES = ("auto", "test", "val")
-#: the columns a summary groups by
-GROUP_KEYS = ("method", "tps_grid_size", "location", "lambda", "alpha", "template")
+#: the columns a summary groups by ("setting": the ``--by`` config values, "" without)
+GROUP_KEYS = ("method", "tps_grid_size", "location", "lambda", "alpha", "template", "setting")
 #: alignment families whose warp is learned by an STN (α and T exist only for these, at λ > 0)
 STN_METHODS = ("affine", "projective", "tps")
 #: what the alpha / template columns hold where the run has no α or T (no STN, or λ = 0)
@@ -173,8 +173,50 @@ def alignment_variant(results: Mapping) -> tuple[str, str]:
     return alpha, template
 
 
-def run_row(results: Mapping, path: str | os.PathLike, stage: str = "auto") -> dict:
-    """One runs-table row from a loaded ``results.json``."""
+def parse_by(specs: Iterable[str]) -> list[tuple[str, str | None]]:
+    """``["KEY", "KEY=DEFAULT", …]`` → [(key, default or None)]: flat config keys (as in
+    ``results.json``'s ``config``) that also split the groups, e.g.
+    ``data.synth_knobs.landmark_noise=0`` (0 for runs whose config lacks the key)."""
+    parsed = []
+    for spec in specs:
+        key, sep, default = str(spec).partition("=")
+        if not key.strip():
+            raise ValueError(f"--by {spec!r}: expected KEY or KEY=DEFAULT")
+        parsed.append((key.strip(), default if sep else None))
+    return parsed
+
+
+def _setting_names(by: Sequence[tuple[str, str | None]]) -> list[str]:
+    """Short names of the ``by`` keys (the last dotted part, unless two keys share it)."""
+    short = [key.rsplit(".", 1)[-1] for key, _ in by]
+    return [s if short.count(s) == 1 else key for s, (key, _) in zip(short, by)]
+
+
+def setting(results: Mapping, by: Sequence[tuple[str, str | None]], path="") -> str:
+    """``"landmark_noise=4"``-style text of a run's values of the ``by`` config keys."""
+    config = results.get("config") if isinstance(results.get("config"), dict) else {}
+    parts = []
+    for name, (key, default) in zip(_setting_names(by), by):
+        if key in config:
+            value = config[key]
+            value = f"{value:g}" if isinstance(value, float) else str(value)
+        elif default is not None:
+            value = default
+        else:
+            raise ValueError(
+                f"{path}: config has no {key!r} (give a default for such runs: --by {key}=VALUE)"
+            )
+        parts.append(f"{name}={value}")
+    return ", ".join(parts)
+
+
+def run_row(
+    results: Mapping,
+    path: str | os.PathLike,
+    stage: str = "auto",
+    by: Sequence[tuple[str, str | None]] = (),
+) -> dict:
+    """One runs-table row from a loaded ``results.json`` (``by``: see :func:`parse_by`)."""
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     test, val = results.get("test") or {}, results.get("val") or {}
@@ -191,6 +233,7 @@ def run_row(results: Mapping, path: str | os.PathLike, stage: str = "auto") -> d
         "location": "none" if method == "none" else str(results["location"]),
         "lambda": float(results["lambda"]),
         **dict(zip(("alpha", "template"), alignment_variant(results))),
+        "setting": setting(results, by, path),
         "method_name": method_name(method, grid),
         "seed": int(results["seed"]),
         "stage": chosen,
@@ -211,17 +254,19 @@ def metric_columns(columns: Iterable[str]) -> list[str]:
     return list(HEAD_METRICS) + [c for _, c in yaw] + [c for c in TAIL_METRICS if c in columns]
 
 
-def runs_table(paths, stage: str = "auto") -> pd.DataFrame:
+def runs_table(paths, stage: str = "auto", by: Iterable[str] = ()) -> pd.DataFrame:
     """One row per run found under ``paths`` (see :func:`find_results`).
 
     Columns: method, tps_grid_size (nullable int), location ("none" without alignment),
     lambda, alpha, template (see :func:`alignment_variant`; numbered ``T_fix†1``, ``T_fix†2``,
-    … when the runs load templates from several checkpoints), method_name, seed, stage (the
+    … when the runs load templates from several checkpoints), setting (the values of the
+    ``by`` config keys, see :func:`parse_by`; "" without), method_name, seed, stage (the
     split the metrics come from), the metric columns of :func:`metric_columns` (NaN where a
     run lacks one), template_checkpoint (T_fix† runs; else None), run_dir. Sorted by method,
     grid size, location, λ, α and template (each with the default first), seed.
     """
-    rows = [run_row(load_results(p), p, stage) for p in find_results(paths)]
+    by = parse_by(by)
+    rows = [run_row(load_results(p), p, stage, by) for p in find_results(paths)]
     table = pd.DataFrame(rows)
     for metric in HEAD_METRICS:
         if metric not in table:
@@ -239,10 +284,10 @@ def runs_table(paths, stage: str = "auto") -> pd.DataFrame:
         "_alpha": table["alpha"].map(default_first).fillna(1),
         "_template": table["template"].map(default_first).fillna(1),
     }
-    by = [*GROUP_KEYS[:4], "_alpha", "alpha", "_template", "template", "seed"]
+    order = [*GROUP_KEYS[:4], "_alpha", "alpha", "_template", "template", "setting", "seed"]
     table = (
         table.assign(**ranks)
-        .sort_values(["_order", *by])
+        .sort_values(["_order", *order])
         .drop(columns=list(ranks))
         .reset_index(drop=True)
     )
@@ -328,9 +373,10 @@ def _column_title(column: str) -> str:
 
 def summary_display(summary: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
     """The summary with one "mean ± std" text column per metric (for markdown and W&B)."""
-    out = summary[
-        ["method_name", "location", "lambda", "alpha", "template", "n_runs", "seeds"]
-    ].copy()
+    columns = ["method_name", "location", "lambda", "alpha", "template", "setting"]
+    if "setting" not in summary or not summary["setting"].astype(bool).any():
+        columns.remove("setting")
+    out = summary[[*columns, "n_runs", "seeds"]].copy()
     for metric in metric_columns(c.removesuffix("_mean") for c in summary.columns):
         mean, std = summary[f"{metric}_mean"], summary[f"{metric}_std"]
         out[metric] = [
@@ -382,7 +428,9 @@ class Report:
             for name, file in figure_files.items():
                 lines += [f"### {captions.get(name, name)}", "", f"![{name}]({file})", ""]
         lines += self._template_legend()
-        hidden = ("method", "tps_grid_size", "template_checkpoint")
+        hidden = ["method", "tps_grid_size", "template_checkpoint"]
+        if not self.runs["setting"].astype(bool).any():
+            hidden.append("setting")
         columns = [c for c in self.runs.columns if c not in hidden]
         columns.insert(0, columns.pop(columns.index("method_name")))
         runs = self.runs[columns].assign(run_dir=[Path(p).name for p in self.runs["run_dir"]])
@@ -417,7 +465,8 @@ class Report:
         names = ", ".join(group_label(r) for _, r in repeated.iterrows())
         return [
             f"**Note:** {names} repeat a seed: runs that differ in settings other than "
-            "method, grid size, location, λ, α and template are pooled there.",
+            "method, grid size, location, λ, α and template are pooled there (`--by KEY` "
+            "separates runs by a config key).",
             "",
         ]
 
@@ -440,7 +489,8 @@ def group_label(row) -> str:
     """``STN-TPS-Grid-8@fmap λ=3 α fixed 0.9``-style label of a runs / summary row."""
     where = "" if row["location"] == "none" else f"@{row['location']}"
     lam = f" λ={row['lambda']:g}" if row["method"] in STN_METHODS else ""
-    return f"{row['method_name']}{where}{lam}{variant_suffix(row['alpha'], row['template'])}"
+    suffix = variant_suffix(row["alpha"], row["template"], row.get("setting", ""))
+    return f"{row['method_name']}{where}{lam}{suffix}"
 
 
 def _best_checkpoint(run_dir: Path) -> Path:
@@ -524,16 +574,17 @@ def aligned_by_method(runs: pd.DataFrame, faces: int = 6) -> Figure:
     )
 
 
-def build_report(paths, stage: str = "auto", faces: int = 0) -> Report:
+def build_report(paths, stage: str = "auto", faces: int = 0, by: Iterable[str] = ()) -> Report:
     """Tables and figures of the runs under ``paths`` (nothing written).
 
-    ``faces > 0`` adds the ``aligned_by_method`` figure (see :func:`aligned_by_method`).
+    ``faces > 0`` adds the ``aligned_by_method`` figure (see :func:`aligned_by_method`);
+    ``by`` names config keys that also split the groups (see :func:`parse_by`).
     """
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    runs = runs_table(paths, stage)
+    runs = runs_table(paths, stage, by)
     summary = summary_table(runs)
     figures = study_figures(summary)
     if faces:
@@ -562,9 +613,11 @@ def write_report(report: Report, out: str | os.PathLike) -> dict[str, Path]:
     return written
 
 
-def make_report(paths, out: str | os.PathLike, stage: str = "auto", faces: int = 0) -> Report:
+def make_report(
+    paths, out: str | os.PathLike, stage: str = "auto", faces: int = 0, by: Iterable[str] = ()
+) -> Report:
     """:func:`build_report` then :func:`write_report`."""
-    report = build_report(paths, stage, faces)
+    report = build_report(paths, stage, faces, by)
     write_report(report, out)
     return report
 
@@ -619,6 +672,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="N",
         help="also draw N test faces aligned by each group's best checkpoint (paper Fig. 1/2)",
     )
+    parser.add_argument(
+        "--by",
+        action="append",
+        default=[],
+        metavar="KEY[=DEFAULT]",
+        help="a flat config key whose values also split the groups, e.g. "
+        "data.synth_knobs.landmark_noise=0 (DEFAULT: for runs without the key); repeatable",
+    )
     parser.add_argument("--wandb", action="store_true", help="also log the report to W&B")
     parser.add_argument("--wandb-project", default="balanced-align", help="W&B project")
     return parser.parse_args(argv)
@@ -630,7 +691,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     matplotlib.use("Agg")
     args = parse_args(argv)
     try:
-        report = build_report(args.paths, args.stage, args.faces)
+        report = build_report(args.paths, args.stage, args.faces, args.by)
         written = write_report(report, args.out)
     except (FileNotFoundError, NotADirectoryError, ValueError) as err:
         print(f"report: error: {err}", file=sys.stderr)

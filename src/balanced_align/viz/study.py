@@ -42,22 +42,28 @@ def _require(summary: pd.DataFrame, columns: Sequence[str], where: str) -> None:
         raise ValueError(f"{where}: summary lacks columns {missing}")
 
 
-def variant_suffix(alpha, template) -> str:
-    """ " α fixed", " T_fix", …: what a series changes from the default (α and T learned)."""
+def variant_suffix(alpha, template, setting="") -> str:
+    """ " α fixed", " T_fix", " landmark_noise=4", …: what a series changes from the default
+    (α and T learned; ``setting``: the report's ``--by`` values)."""
     parts = []
     if isinstance(alpha, str) and alpha.startswith("fixed"):
         parts.append(f"α {alpha}")
     if template not in ("learned", "–") and not pd.isna(template):
         parts.append(str(template))
+    if isinstance(setting, str) and setting:
+        parts.append(setting)
     return "".join(f" {p}" for p in parts)
 
 
 def _variants(summary: pd.DataFrame) -> pd.DataFrame:
-    """The summary's alpha / template columns ("learned" where it has none)."""
-    return pd.DataFrame(
+    """The summary's alpha / template ("learned" where it has none) and setting ("")
+    columns."""
+    variants = pd.DataFrame(
         {c: summary[c] if c in summary else "learned" for c in ("alpha", "template")},
         index=summary.index,
     ).fillna("learned")
+    variants["setting"] = summary["setting"].fillna("") if "setting" in summary else ""
+    return variants
 
 
 def _series(summary: pd.DataFrame):
@@ -67,10 +73,10 @@ def _series(summary: pd.DataFrame):
     sweep is one curve.
     """
     variants = _variants(summary)
-    default = variants.isin(["learned", "–"]).all(axis=1)
+    default = variants[["alpha", "template"]].isin(["learned", "–"]).all(axis=1)
     suffix = [
-        "" if d else variant_suffix(a, t)
-        for d, a, t in zip(default, variants["alpha"], variants["template"])
+        variant_suffix("learned", "learned", s) if d else variant_suffix(a, t, s)
+        for d, a, t, s in zip(default, variants["alpha"], variants["template"], variants["setting"])
     ]
     keys = pd.Series(list(zip(summary["method_name"], summary["location"], suffix)))
     keys.index = summary.index
@@ -148,13 +154,13 @@ def location_bars_figure(
     if not metrics:
         raise ValueError(f"location_bars_figure: none of the metrics {metrics} in the summary")
     variants = _variants(summary)
-    keyed = summary.assign(alpha=variants["alpha"], template=variants["template"])
+    keyed = summary.assign(**{c: variants[c] for c in ("alpha", "template", "setting")})
     both = []
-    for (name, lam, alpha, template), rows in keyed.groupby(
-        ["method_name", "lambda", "alpha", "template"], sort=False
+    for (name, lam, alpha, template, setting), rows in keyed.groupby(
+        ["method_name", "lambda", "alpha", "template", "setting"], sort=False
     ):
         if {"input", "fmap"} <= set(rows["location"]):
-            both.append((name + variant_suffix(alpha, template), lam, rows))
+            both.append((name + variant_suffix(alpha, template, setting), lam, rows))
     if not both:
         return None
     fig, axes = new_figure(1, len(metrics), panel=(max(3.2, 1.1 * len(both) + 1.2), 3.8))
