@@ -17,6 +17,7 @@ from balanced_align.report import (
     make_report,
     markdown_table,
     runs_table,
+    summary_display,
     summary_table,
 )
 
@@ -248,6 +249,7 @@ def test_alpha_and_template_variants_are_separate_groups(multirun, tmp_path):
     text = report.markdown()
     assert "repeat a seed" in text  # only the λ = 0 runs pool (their α/T do not apply)
     assert "| α | template |" in text
+    assert "Templates loaded from checkpoints: T_fix†: `/ckpt/last.ckpt`" in text
 
 
 def test_variants_sort_after_the_default_and_fixed_templates_are_numbered(multirun, tmp_path):
@@ -303,6 +305,26 @@ def test_by_splits_groups_by_a_config_key(multirun, tmp_path):
         data["test"] = {k: (v if v is None else v - 0.1) for k, v in record["test"].items()}
         (job / "results.json").write_text(json.dumps(data))
     paths = [root, tmp_path / "noisy"]
+    # one run that sets the key to 0 (an int) and one at 10: 0 joins the default's group,
+    # and 10 sorts after 4 (numbers compared as numbers)
+    first = records[0]
+    for value, seed in ((0, 7), (10.0, 0)):
+        job = tmp_path / "extra" / f"{value}"
+        job.mkdir(parents=True)
+        data = dict(first, seed=seed, config={**first["config"], key: value})
+        (job / "results.json").write_text(json.dumps(data))
+    extra = build_report([*paths, tmp_path / "extra"], by=[f"{key}=0.0"])
+    group = extra.runs[
+        (extra.runs.method == first["method"])
+        & (extra.runs.location == first["location"])
+        & (extra.runs["lambda"] == first["lambda"])
+    ]
+    assert list(dict.fromkeys(group.setting)) == [
+        "landmark_noise=0",
+        "landmark_noise=4",
+        "landmark_noise=10",
+    ]
+    assert (group.setting == "landmark_noise=0").sum() == 3
     pooled = build_report(paths)
     assert set(pooled.summary.n_runs) == {4} and set(pooled.summary.setting) == {""}
     assert "`--by KEY`" in pooled.markdown()
@@ -332,6 +354,18 @@ def test_by_splits_groups_by_a_config_key(multirun, tmp_path):
     assert main([*map(str, paths), "--out", str(out), "--by", f"{key}=0"]) == 0
     assert set(pd.read_csv(out / "summary.csv").setting) == {"landmark_noise=0", "landmark_noise=4"}
     assert main([*map(str, paths), "--out", str(out), "--by", "=1"]) == 2
+
+
+def test_tables_read_back_from_csv(multirun, tmp_path):
+    """runs.csv and summary.csv written without --by (an empty setting column, NaN on
+    reading) still summarise and display like the report itself."""
+    report = make_report(multirun[0], tmp_path / "out")
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv")
+    again = summary_table(runs.drop(columns="setting"))  # a runs.csv from before --by
+    pd.testing.assert_series_equal(again.rank1_mean, report.summary.rank1_mean)
+    shown = summary_display(pd.read_csv(tmp_path / "out" / "summary.csv"))
+    assert list(shown.columns) == list(summary_display(report.summary).columns)
+    assert "setting" not in shown.columns
 
 
 def _checkpointed_run(root: Path, name: str, module, datamodule, **fields) -> Path:

@@ -77,8 +77,8 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> Mapping:
     except pickle.UnpicklingError as error:
         raise UnsafeCheckpointError(
             f"checkpoint {str(path)!r} cannot be loaded safely: torch.load(weights_only=True) "
-            f"refused it ({_reason(error)}). eval.py never falls back to unsafe loading; save "
-            "a checkpoint that holds only tensors and plain containers "
+            f"refused it ({_reason(error)}). balanced-align never falls back to unsafe loading; "
+            "save a checkpoint that holds only tensors and plain containers "
             "({'state_dict': …, 'hyper_parameters': …})"
         ) from None
     except Exception as error:  # truncated or not a torch file: KeyError, EOFError, …

@@ -199,15 +199,40 @@ def setting(results: Mapping, by: Sequence[tuple[str, str | None]], path="") -> 
     for name, (key, default) in zip(_setting_names(by), by):
         if key in config:
             value = config[key]
-            value = f"{value:g}" if isinstance(value, float) else str(value)
         elif default is not None:
-            value = default
+            value = _parse_scalar(default)
         else:
             raise ValueError(
                 f"{path}: config has no {key!r} (give a default for such runs: --by {key}=VALUE)"
             )
-        parts.append(f"{name}={value}")
+        parts.append(f"{name}={_value_text(value)}")
     return ", ".join(parts)
+
+
+def _parse_scalar(text: str):
+    """A ``--by`` default as the config would hold it: a JSON number / bool / null, else text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _value_text(value) -> str:
+    """One text per value: 0, 0.0 and "0" from different sources must group together."""
+    if isinstance(value, bool) or value is None:
+        return str(value).lower() if value is not None else "null"
+    if isinstance(value, (int, float)):
+        return f"{float(value):.12g}"
+    return str(value)
+
+
+def _natural_key(column: pd.Series) -> pd.Series:
+    """Sort key of a text column with its numbers compared as numbers (``x=2`` < ``x=10``)."""
+
+    def pad(text) -> str:
+        return re.sub(r"\d+(?:\.\d+)?", lambda m: f"{float(m.group()):024.9f}", str(text))
+
+    return column.map(pad)
 
 
 def run_row(
@@ -262,8 +287,9 @@ def runs_table(paths, stage: str = "auto", by: Iterable[str] = ()) -> pd.DataFra
     … when the runs load templates from several checkpoints), setting (the values of the
     ``by`` config keys, see :func:`parse_by`; "" without), method_name, seed, stage (the
     split the metrics come from), the metric columns of :func:`metric_columns` (NaN where a
-    run lacks one), template_checkpoint (T_fix† runs; else None), run_dir. Sorted by method,
-    grid size, location, λ, α and template (each with the default first), seed.
+    run lacks one), template_checkpoint (T_fix† runs; else None / NaN), run_dir. Sorted by
+    method, grid size, location, λ, α and template (each with the default first), setting
+    (numbers as numbers), seed.
     """
     by = parse_by(by)
     rows = [run_row(load_results(p), p, stage, by) for p in find_results(paths)]
@@ -284,10 +310,13 @@ def runs_table(paths, stage: str = "auto", by: Iterable[str] = ()) -> pd.DataFra
         "_alpha": table["alpha"].map(default_first).fillna(1),
         "_template": table["template"].map(default_first).fillna(1),
     }
-    order = [*GROUP_KEYS[:4], "_alpha", "alpha", "_template", "template", "setting", "seed"]
+    ranks.update(
+        _template_text=_natural_key(table["template"]), _setting=_natural_key(table["setting"])
+    )
+    order = [*GROUP_KEYS[:4], "_alpha", "alpha", "_template", "_template_text", "_setting"]
     table = (
         table.assign(**ranks)
-        .sort_values(["_order", *order])
+        .sort_values(["_order", *order, "seed"])
         .drop(columns=list(ranks))
         .reset_index(drop=True)
     )
@@ -296,8 +325,12 @@ def runs_table(paths, stage: str = "auto", by: Iterable[str] = ()) -> pd.DataFra
 
 def _number_fixed_templates(table: pd.DataFrame) -> pd.DataFrame:
     """Label T_fix† runs ``T_fix†1``, ``T_fix†2``, ... (checkpoint paths in sorted order) when
-    they load more than one checkpoint, so that different templates are not pooled."""
+    they load more than one checkpoint, so that different templates are not pooled. Paths are
+    compared normalised (``a/./b`` and ``a/b`` are one checkpoint)."""
     fixed = table["template"] == FIXED_LEARNED_TEMPLATE
+    table.loc[fixed, "template_checkpoint"] = [
+        os.path.normpath(path) for path in table.loc[fixed, "template_checkpoint"]
+    ]
     checkpoints = sorted(set(table.loc[fixed, "template_checkpoint"]))
     if len(checkpoints) > 1:
         number = {path: i + 1 for i, path in enumerate(checkpoints)}
@@ -309,12 +342,16 @@ def _number_fixed_templates(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean and sample std (ddof = 1) over the runs of each (method, grid, location, λ, α, T).
+    """Mean and sample std (ddof = 1) over the runs of each group of :data:`GROUP_KEYS`
+    (method, grid, location, λ, α, T and the ``--by`` setting).
 
     Columns: the group keys, method_name, n_runs, seeds (comma-separated), then
     ``<metric>_mean`` and ``<metric>_std`` per metric (std NaN for a single run; NaN metric
     values are left out of both).
     """
+    if "setting" not in runs:  # a runs.csv written before --by existed
+        runs = runs.assign(setting="")
+    runs = runs.assign(setting=runs["setting"].fillna("").astype(str))
     missing = [c for c in (*GROUP_KEYS, "seed", "method_name") if c not in runs]
     if missing:
         raise ValueError(f"summary_table: the runs table lacks columns {missing}")
@@ -371,10 +408,15 @@ def _column_title(column: str) -> str:
     return COLUMN_TITLES.get(column, column)
 
 
+def _has_setting(table: pd.DataFrame) -> bool:
+    """Whether any row has a ``--by`` setting (an empty column reads back from CSV as NaN)."""
+    return "setting" in table and table["setting"].fillna("").astype(str).ne("").any()
+
+
 def summary_display(summary: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
     """The summary with one "mean ± std" text column per metric (for markdown and W&B)."""
     columns = ["method_name", "location", "lambda", "alpha", "template", "setting"]
-    if "setting" not in summary or not summary["setting"].astype(bool).any():
+    if not _has_setting(summary):
         columns.remove("setting")
     out = summary[[*columns, "n_runs", "seeds"]].copy()
     for metric in metric_columns(c.removesuffix("_mean") for c in summary.columns):
@@ -416,6 +458,7 @@ class Report:
             *self._pooling_note(),
             markdown_table(summary_display(self.summary)),
             "",
+            *self._template_legend(),
         ]
         captions = {
             "anme_vs_rank1": "ANME vs rank-1 (paper Fig. 3 / 7)",
@@ -427,9 +470,8 @@ class Report:
             lines += ["## Figures", ""]
             for name, file in figure_files.items():
                 lines += [f"### {captions.get(name, name)}", "", f"![{name}]({file})", ""]
-        lines += self._template_legend()
         hidden = ["method", "tps_grid_size", "template_checkpoint"]
-        if not self.runs["setting"].astype(bool).any():
+        if not _has_setting(self.runs):
             hidden.append("setting")
         columns = [c for c in self.runs.columns if c not in hidden]
         columns.insert(0, columns.pop(columns.index("method_name")))
@@ -438,12 +480,11 @@ class Report:
         return "\n".join(lines)
 
     def _template_legend(self) -> list[str]:
-        """Which checkpoint each numbered T_fix† template came from."""
-        numbered = self.runs[
-            self.runs["template"].str.startswith(FIXED_LEARNED_TEMPLATE)
-            & (self.runs["template"] != FIXED_LEARNED_TEMPLATE)
-        ]
-        pairs = sorted(set(zip(numbered["template"], numbered["template_checkpoint"])))
+        """Which checkpoint each T_fix† template came from."""
+        if "template_checkpoint" not in self.runs:
+            return []
+        dagger = self.runs[self.runs["template"].astype(str).str.startswith(FIXED_LEARNED_TEMPLATE)]
+        pairs = sorted(set(zip(dagger["template"], dagger["template_checkpoint"])))
         if not pairs:
             return []
         return [
@@ -465,8 +506,8 @@ class Report:
         names = ", ".join(group_label(r) for _, r in repeated.iterrows())
         return [
             f"**Note:** {names} repeat a seed: runs that differ in settings other than "
-            "method, grid size, location, λ, α and template are pooled there (`--by KEY` "
-            "separates runs by a config key).",
+            "method, grid size, location, λ, α, template and the `--by` setting are pooled "
+            "there (`--by KEY` separates runs by a config key).",
             "",
         ]
 
@@ -544,7 +585,7 @@ def _test_faces(checkpoint: Mapping, path: Path, faces: int):
 def aligned_by_method(runs: pd.DataFrame, faces: int = 6) -> Figure:
     """The same test faces aligned by each group's model (paper Fig. 1 / 2).
 
-    One row per (method, grid, location, λ, α, template) group of ``runs``, drawn by the
+    One row per group of ``runs`` (:data:`GROUP_KEYS`), drawn by the
     ``best_checkpoint`` of its lowest seed (loaded safely, one at a time, see
     :func:`balanced_align.evaluating.load_checkpoint`). The faces are the test split of the
     first group's checkpoint (:func:`_test_faces`); every model must take their size.
@@ -565,8 +606,10 @@ def aligned_by_method(runs: pd.DataFrame, faces: int = 6) -> Figure:
     images, landmarks, titles = _test_faces(first, groups[0][1], faces)
 
     def models():  # built one at a time, as the figure draws them; the first file read once
+        nonlocal first
         for index, (label, path) in enumerate(groups):
             checkpoint = first if index == 0 else read_checkpoint(path)
+            first = None
             yield label, module_from_checkpoint(checkpoint, path)
 
     return aligned_by_method_figure(

@@ -212,7 +212,7 @@ class FaceDataModule(L.LightningDataModule):
         self.augment = bool(augment)
         self.jitter = JitterConfig(**_plain(jitter or {}))
         self.synth_knobs = _plain(synth_knobs or {})
-        try:  # every run has SynthFaces evaluation sets: check the knobs before any setup
+        try:  # SynthFaces training or evaluation sets use them: check before any setup
             Knobs.from_mapping(self.synth_knobs)
         except (TypeError, ValueError) as error:
             raise ValueError(f"data.synth_knobs: {error}") from None

@@ -62,7 +62,8 @@ def _variants(summary: pd.DataFrame) -> pd.DataFrame:
         {c: summary[c] if c in summary else "learned" for c in ("alpha", "template")},
         index=summary.index,
     ).fillna("learned")
-    variants["setting"] = summary["setting"].fillna("") if "setting" in summary else ""
+    setting = summary["setting"] if "setting" in summary else pd.Series("", summary.index)
+    variants["setting"] = setting.astype(object).fillna("").astype(str)
     return variants
 
 
@@ -73,10 +74,9 @@ def _series(summary: pd.DataFrame):
     sweep is one curve.
     """
     variants = _variants(summary)
-    default = variants[["alpha", "template"]].isin(["learned", "–"]).all(axis=1)
     suffix = [
-        variant_suffix("learned", "learned", s) if d else variant_suffix(a, t, s)
-        for d, a, t, s in zip(default, variants["alpha"], variants["template"], variants["setting"])
+        variant_suffix(a, t, s)
+        for a, t, s in zip(variants["alpha"], variants["template"], variants["setting"])
     ]
     keys = pd.Series(list(zip(summary["method_name"], summary["location"], suffix)))
     keys.index = summary.index

@@ -80,7 +80,8 @@ class SynthFaces:
 
     With ``landmark_noise > 0`` the record's landmarks are the exact projections plus a fixed
     annotation error per image (the same every time the item is read), and
-    ``meta["landmarks_exact"]`` holds the exact ones.
+    ``meta["landmarks_exact"]`` holds the exact ones (in the record's pixel frame: the
+    training transforms do not carry it, so batches and ANME see the noisy labels).
     """
 
     #: Landmark schema of every record.
