@@ -269,7 +269,15 @@ class BalancedAlignModule(L.LightningModule):
     def _collector(self) -> EmbeddingCollector:
         return EmbeddingCollector(
             # states stay on the device: NCCL cannot all-gather CPU tensors
-            extras=("labels", "yaw", "aligned_landmarks", "valid", "folded")
+            extras=(
+                "labels",
+                "yaw",
+                "aligned_landmarks",
+                "valid",
+                "folded",
+                "aligned_exact",
+                "valid_exact",
+            )
         )
 
     @property
@@ -448,6 +456,13 @@ class BalancedAlignModule(L.LightningModule):
         else:
             aligned, valid, folded = self.aligned_landmarks(output.params, batch["landmarks"])
             valid = valid & has.bool()[:, None]
+        # the true landmarks behind noisy labels, through the same warp (anme_exact)
+        aligned_exact, valid_exact = torch.zeros_like(aligned), torch.zeros_like(valid)
+        if "landmarks_exact" in batch and has is not None and bool(has.any()):
+            aligned_exact, valid_exact, _ = self.aligned_landmarks(
+                output.params, batch["landmarks_exact"]
+            )
+            valid_exact = valid_exact & has.bool()[:, None]
         collector.update(
             batch["index"],
             embedding,
@@ -456,6 +471,8 @@ class BalancedAlignModule(L.LightningModule):
             aligned_landmarks=aligned.float(),
             valid=valid,
             folded=folded & valid,
+            aligned_exact=aligned_exact.float(),
+            valid_exact=valid_exact,
         )
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -485,19 +502,27 @@ class BalancedAlignModule(L.LightningModule):
             rows_used = slice(None)
             if protocol.anme_indices is not None:
                 rows_used = torch.as_tensor(protocol.anme_indices, device=valid.device)
-            try:
-                metrics["anme"] = anme(
-                    rows["aligned_landmarks"][rows_used], self.schema, valid=valid[rows_used]
+            metrics["anme"] = self._anme(rows, "aligned_landmarks", "valid", rows_used, stage)
+            if bool(rows["valid_exact"].bool().any()):  # labels with annotation noise
+                metrics["anme_exact"] = self._anme(
+                    rows, "aligned_exact", "valid_exact", rows_used, stage
                 )
-            except ValueError as error:  # e.g. no face whose eyes inverted: report, go on
-                log.warning("%s/anme is undefined: %s", stage, error)
-                metrics["anme"] = float("nan")
             # fractions of evaluation landmarks whose inverse warp failed / lies on a fold
             metrics["anme_failed_frac"] = float((~valid).float().mean())
             metrics["folded_frac"] = float(rows["folded"].float().mean())
         logged = {f"{stage}/{k}": float(v) for k, v in metrics.items()}
         # every rank computed the same numbers from the gathered rows: no further reduction
         self.log_dict(logged, sync_dist=False, rank_zero_only=False)
+
+    def _anme(self, rows: dict, points: str, valid: str, rows_used, stage: str) -> float:
+        """ANME of the gathered ``rows[points]`` (N, S, 2) where ``rows[valid]``; NaN (with a
+        warning) where undefined, e.g. when no face's eyes inverted."""
+        try:
+            return anme(rows[points][rows_used], self.schema, valid=rows[valid].bool()[rows_used])
+        except ValueError as error:
+            name = "anme" if points == "aligned_landmarks" else "anme_exact"
+            log.warning("%s/%s is undefined: %s", stage, name, error)
+            return float("nan")
 
     def on_validation_epoch_end(self) -> None:
         self._evaluation_epoch_end(self.val_collector, "val")

@@ -61,7 +61,7 @@ NOT_APPLICABLE = "–"
 FIXED_LEARNED_TEMPLATE = "T_fix†"
 #: metrics of the tables, in order; per-yaw rank-1 columns go between these two groups
 HEAD_METRICS = ("anme", "rank1", "verif_acc")
-TAIL_METRICS = ("anme_failed_frac", "folded_frac")
+TAIL_METRICS = ("anme_exact", "anme_failed_frac", "folded_frac")
 #: where a results.json key can also be found in its flat config
 CONFIG_KEYS = {
     "method": "align.method",
@@ -84,6 +84,7 @@ COLUMN_TITLES = {
     "anme": "ANME",
     "rank1": "rank-1",
     "verif_acc": "verif. acc",
+    "anme_exact": "ANME (exact)",
     "anme_failed_frac": "ANME failed",
     "folded_frac": "folded",
     "run_dir": "run",

@@ -162,6 +162,26 @@ def test_eval_transform_is_identity_when_size_matches_and_resizes_otherwise():
     np.testing.assert_allclose(small["landmarks"].numpy(), sample["landmarks"].numpy(), atol=1e-5)
 
 
+def test_exact_landmarks_follow_the_labels_through_evaluation_transforms():
+    """meta["landmarks_exact"] comes out resized and normalised like the labels, from
+    evaluation transforms only (training ones flip and jitter the labels alone)."""
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    exact = rng.uniform(4, 36, (5, 2)).astype(np.float32)
+    labels = exact + rng.normal(0, 2, exact.shape).astype(np.float32)
+    record = FaceRecord(image, labels, 1, meta={"landmarks_exact": exact})
+    sample = FaceTransform(False, (20, 30), FIVE)(record)
+    expected = np.stack([2 * exact[:, 0] / 40 - 1, 2 * exact[:, 1] / 40 - 1], axis=1)
+    np.testing.assert_allclose(sample["landmarks_exact"].numpy(), expected, atol=1e-6)
+    truth = FaceTransform(False, (20, 30), FIVE)(FaceRecord(image, exact, 1))
+    np.testing.assert_allclose(sample["landmarks_exact"], truth["landmarks"], atol=1e-6)
+    assert "landmarks_exact" not in truth
+    assert "landmarks_exact" not in FaceTransform(True, 40, FIVE)(record)
+    bad = FaceRecord(image, labels, 1, source="face.png", meta={"landmarks_exact": exact[:4]})
+    with pytest.raises(ValueError, match=r"landmarks_exact.*face\.png"):
+        FaceTransform(False, 40, FIVE)(bad)
+
+
 def test_resize_keeps_landmark_on_blob():
     ys, xs = np.mgrid[0:112, 0:92] + 0.5
     centre = (40.3, 61.8)

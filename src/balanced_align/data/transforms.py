@@ -19,6 +19,10 @@ Sample dict returned by :class:`FaceTransform` (what the DataLoader collates):
 - ``has_landmarks``: bool scalar tensor.
 - ``label``: int64 scalar; ``yaw``: float32 scalar degrees (NaN if unknown; negated by a
   flip); ``index``: int64 scalar, the item's index in its data set.
+- ``landmarks_exact``: (S, 2) float32 normalised, only from evaluation transforms and only
+  for records whose ``meta["landmarks_exact"]`` holds the true points behind noisy labels
+  (SynthFaces with ``landmark_noise``); resized like ``landmarks``. ANME against them
+  measures how well the warp aligns the true face rather than its labels.
 """
 
 from __future__ import annotations
@@ -227,11 +231,12 @@ class FaceTransform:
                 yaw = -yaw
             image, landmarks = self._jitter(image, landmarks)
         image_t, points_t = to_tensor(image, landmarks)
+        exact = self._exact_landmarks(record, landmarks is not None, schema, index)
         has_landmarks = points_t is not None
         if points_t is None:
             num_points = 0 if schema is None else schema.num_points
             points_t = torch.zeros(num_points, 2)
-        return {
+        sample = {
             "image": image_t,
             "landmarks": points_t.float(),
             "has_landmarks": torch.tensor(has_landmarks),
@@ -239,6 +244,22 @@ class FaceTransform:
             "yaw": torch.tensor(yaw, dtype=torch.float32),
             "index": torch.tensor(int(index), dtype=torch.int64),
         }
+        if exact is not None:
+            sample["landmarks_exact"] = exact
+        return sample
+
+    def _exact_landmarks(
+        self, record: FaceRecord, has_labels: bool, schema, index: int
+    ) -> torch.Tensor | None:
+        """The record's true landmarks (``meta["landmarks_exact"]``) as a normalised (S, 2)
+        tensor, for evaluation transforms (no flip or jitter to follow); else None."""
+        exact = (record.meta or {}).get("landmarks_exact")
+        if self.train or exact is None or not has_labels:
+            return None
+        exact = np.asarray(exact, np.float32)
+        schema.check(exact, where=f"meta['landmarks_exact'] of record {record.source or index!r}")
+        _, exact = resize_face(record.image, exact, self.size)
+        return pixel_to_normalized(torch.from_numpy(exact), self.size)
 
     def __repr__(self) -> str:
         schema = None if self.schema is None else self.schema.name
