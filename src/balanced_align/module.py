@@ -502,10 +502,13 @@ class BalancedAlignModule(L.LightningModule):
             rows_used = slice(None)
             if protocol.anme_indices is not None:
                 rows_used = torch.as_tensor(protocol.anme_indices, device=valid.device)
-            metrics["anme"] = self._anme(rows, "aligned_landmarks", "valid", rows_used, stage)
-            if bool(rows["valid_exact"].bool().any()):  # labels with annotation noise
+            points = rows["aligned_landmarks"][rows_used]
+            metrics["anme"] = self._anme("anme", points, valid[rows_used], stage)
+            valid_exact = rows["valid_exact"].bool()
+            if bool(valid_exact.any()):  # labels with annotation noise
+                points = rows["aligned_exact"][rows_used]
                 metrics["anme_exact"] = self._anme(
-                    rows, "aligned_exact", "valid_exact", rows_used, stage
+                    "anme_exact", points, valid_exact[rows_used], stage
                 )
             # fractions of evaluation landmarks whose inverse warp failed / lies on a fold
             metrics["anme_failed_frac"] = float((~valid).float().mean())
@@ -514,14 +517,13 @@ class BalancedAlignModule(L.LightningModule):
         # every rank computed the same numbers from the gathered rows: no further reduction
         self.log_dict(logged, sync_dist=False, rank_zero_only=False)
 
-    def _anme(self, rows: dict, points: str, valid: str, rows_used, stage: str) -> float:
-        """ANME of the gathered ``rows[points]`` (N, S, 2) where ``rows[valid]``; NaN (with a
-        warning) where undefined, e.g. when no face's eyes inverted."""
+    def _anme(self, metric: str, points: Tensor, valid: Tensor, stage: str) -> float:
+        """ANME of aligned ``points`` (N, S, 2) where ``valid`` (N, S); NaN, with a warning
+        naming ``stage/metric``, where undefined (e.g. no face whose eyes inverted)."""
         try:
-            return anme(rows[points][rows_used], self.schema, valid=rows[valid].bool()[rows_used])
+            return anme(points, self.schema, valid=valid)
         except ValueError as error:
-            name = "anme" if points == "aligned_landmarks" else "anme_exact"
-            log.warning("%s/%s is undefined: %s", stage, name, error)
+            log.warning("%s/%s is undefined: %s", stage, metric, error)
             return float("nan")
 
     def on_validation_epoch_end(self) -> None:
