@@ -137,3 +137,24 @@ def test_divergence_needs_consecutive_nonfinite_steps():
         module._check_finite({"train/loss": torch.tensor(float("inf"))})
     with pytest.raises(FloatingPointError, match=r"10 consecutive steps.*loss=nan"):
         module._check_finite({"train/loss": nan, "train/l_fr": one})
+
+
+def test_undefined_anme_is_nan_with_a_warning_naming_the_metric(caplog):
+    """No face whose eye landmarks inverted: the metric is NaN and the log says which one."""
+    import logging
+
+    import torch
+
+    from balanced_align import BalancedAlignModule
+    from balanced_align.evaluation import anme
+
+    module = BalancedAlignModule(num_classes=4, model={"width": 0.125, "input_size": 48})
+    points = torch.rand(3, 84, 2) * 2 - 1
+    valid = torch.ones(3, 84, dtype=torch.bool)
+    assert module._anme("anme", points, valid, "val") == pytest.approx(
+        anme(points, module.schema, valid=valid)
+    )
+    with caplog.at_level(logging.WARNING, logger="balanced_align.module"):
+        value = module._anme("anme_exact", points, torch.zeros_like(valid), "test")
+    assert value != value  # NaN
+    assert "test/anme_exact is undefined" in caplog.text
