@@ -36,7 +36,7 @@ import torch
 
 from balanced_align.data.record import FaceRecord
 from balanced_align.data.schema import LandmarkSchema, get_schema, schema_for_count
-from balanced_align.data.validation import is_rgb_uint8
+from balanced_align.data.validation import require_rgb_uint8
 from balanced_align.geometry.coords import pixel_to_normalized
 
 _ALB_SHIFT = 0.5  # corner-origin x minus OpenCV/albumentations x for the same location
@@ -67,9 +67,18 @@ def resize_face(
     image = cv2.resize(
         image, (new_w, new_h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
     )
-    if landmarks is not None:
-        landmarks = landmarks * np.array([new_w / width, new_h / height], np.float32)
-    return image, landmarks
+    return image, scale_landmarks(landmarks, (height, width), size)
+
+
+def scale_landmarks(
+    landmarks: np.ndarray | None, from_size: tuple[int, int], to_size: tuple[int, int]
+) -> np.ndarray | None:
+    """Corner-frame (S, 2) landmarks of an (H, W) image, in the same image resized to
+    ``to_size`` = (H', W') by :func:`resize_face` (corner-aligned: x·W'/W, y·H'/H)."""
+    if landmarks is None or tuple(from_size) == tuple(to_size):
+        return landmarks
+    (height, width), (new_h, new_w) = from_size, to_size
+    return landmarks * np.array([new_w / width, new_h / height], np.float32)
 
 
 def hflip_face(
@@ -212,11 +221,7 @@ class FaceTransform:
 
     def __call__(self, record: FaceRecord, index: int = -1) -> dict[str, torch.Tensor]:
         image = record.image
-        if not is_rgb_uint8(image):
-            raise ValueError(
-                f"FaceTransform: record {record.source or index!r}: image must be (H, W, 3) "
-                f"uint8, got {getattr(image, 'shape', None)} {getattr(image, 'dtype', None)}"
-            )
+        require_rgb_uint8(image, f"FaceTransform: record {record.source or index!r}")
         landmarks = None
         if record.landmarks is not None:
             landmarks = np.asarray(record.landmarks, np.float32)
@@ -258,7 +263,7 @@ class FaceTransform:
             return None
         exact = np.asarray(exact, np.float32)
         schema.check(exact, where=f"meta['landmarks_exact'] of record {record.source or index!r}")
-        _, exact = resize_face(record.image, exact, self.size)
+        exact = scale_landmarks(exact, record.image.shape[:2], self.size)
         return pixel_to_normalized(torch.from_numpy(exact), self.size)
 
     def __repr__(self) -> str:

@@ -162,14 +162,20 @@ def image_problem(path: str | Path) -> tuple[np.ndarray | None, str | None]:
     return np.ascontiguousarray(image), None
 
 
-def is_rgb_uint8(image) -> bool:
-    """Whether ``image`` is an (H, W, 3) uint8 numpy array (a decoded RGB image)."""
-    return (
+def require_rgb_uint8(image, where: str) -> None:
+    """Raise ``ValueError`` naming ``where`` unless ``image`` is a non-empty (H, W, 3) uint8
+    numpy array (a decoded RGB image)."""
+    if not (
         isinstance(image, np.ndarray)
         and image.dtype == np.uint8
         and image.ndim == 3
         and image.shape[2] == 3
-    )
+        and image.size > 0
+    ):
+        raise ValueError(
+            f"{where}: image must be (H, W, 3) uint8 RGB, got "
+            f"{getattr(image, 'shape', type(image))} {getattr(image, 'dtype', '')}"
+        )
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -29,7 +29,7 @@ from balanced_align.data.shards.format import (
     IMAGE_FORMATS,
     INDEX_NAME,
 )
-from balanced_align.data.validation import is_rgb_uint8
+from balanced_align.data.validation import require_rgb_uint8
 
 
 def _jsonable(value) -> bool:
@@ -58,11 +58,7 @@ class _Encoded:
 def _encode(record: FaceRecord, where: str, image_format: str, quality: int) -> _Encoded:
     """FaceRecord -> encoded image + JSON; ValueError naming ``where`` on bad content."""
     image = record.image
-    if not (is_rgb_uint8(image) and image.size > 0):
-        raise ValueError(
-            f"{where}: image must be (H, W, 3) uint8 RGB, got "
-            f"{getattr(image, 'shape', type(image))} {getattr(image, 'dtype', '')}"
-        )
+    require_rgb_uint8(image, where)
     landmarks = None
     if record.landmarks is not None:
         points = np.asarray(record.landmarks, np.float32)
