@@ -187,6 +187,12 @@ def test_bad_inputs_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         ShardStream(tmp_path / "nowhere")
     root = _write(tmp_path, 10, 4)
+    with pytest.raises(ValueError, match="give rank and world_size together"):
+        ShardStream(root, rank=0)
+    with pytest.raises(ValueError, match=r"worker_id 2 is not in \[0, num_workers=2\)"):
+        ShardStream(root, worker_id=2, num_workers=2)
+    with pytest.raises(ValueError, match="rank must be an integer"):
+        ShardStream(root, rank=0.5, world_size=2)
     with pytest.raises(FileExistsError, match="overwrite"):
         write_shards(_tiny_records(3), root)
     records = _tiny_records(3)

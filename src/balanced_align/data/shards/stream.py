@@ -33,6 +33,18 @@ def _resolve(value: int | None, name: str) -> int | None:
     return int(value)
 
 
+def _part_of(
+    part: int | None, parts: int | None, part_name: str, parts_name: str
+) -> tuple[int | None, int | None]:
+    """(part, parts) checked as a pair: both None, or integers with 0 <= part < parts."""
+    part, parts = _resolve(part, part_name), _resolve(parts, parts_name)
+    if (part is None) != (parts is None):
+        raise ValueError(f"give {part_name} and {parts_name} together (or neither)")
+    if parts is not None and not 0 <= part < parts:
+        raise ValueError(f"{part_name} {part} is not in [0, {parts_name}={parts})")
+    return part, parts
+
+
 class ShardStream(IterableDataset):
     """Stream a shard set: each sample exactly once per epoch across ranks and workers.
 
@@ -88,18 +100,10 @@ class ShardStream(IterableDataset):
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.collate_fn = collate_fn
-        self._rank = _resolve(rank, "rank")
-        self._world_size = _resolve(world_size, "world_size")
-        if (self._rank is None) != (self._world_size is None):
-            raise ValueError("give rank and world_size together (or neither)")
-        if self._world_size is not None and not 0 <= self._rank < self._world_size:
-            raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
-        self._worker_id = _resolve(worker_id, "worker_id")
-        self._num_workers = _resolve(num_workers, "num_workers")
-        if (self._worker_id is None) != (self._num_workers is None):
-            raise ValueError("give worker_id and num_workers together (or neither)")
-        if self._num_workers is not None and not 0 <= self._worker_id < self._num_workers:
-            raise ValueError(f"worker_id {worker_id} is not in [0, num_workers={num_workers})")
+        self._rank, self._world_size = _part_of(rank, world_size, "rank", "world_size")
+        self._worker_id, self._num_workers = _part_of(
+            worker_id, num_workers, "worker_id", "num_workers"
+        )
         # Shared memory: set_epoch in the main process reaches (persistent) workers.
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
         self.set_epoch(epoch)
