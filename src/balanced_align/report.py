@@ -588,10 +588,10 @@ def aligned_by_method(runs: pd.DataFrame, faces: int = 6) -> Figure:
 
     One row per group of ``runs`` (:data:`GROUP_KEYS`), drawn by the
     ``best_checkpoint`` of its lowest seed (loaded safely, one at a time, see
-    :func:`balanced_align.evaluating.load_checkpoint`). The faces are the test split of the
+    :func:`balanced_align.checkpoints.load_checkpoint`). The faces are the test split of the
     first group's checkpoint (:func:`_test_faces`); every model must take their size.
     """
-    from balanced_align.evaluating import module_from_checkpoint, read_checkpoint
+    from balanced_align.checkpoints import module_from_checkpoint, read_checkpoint
     from balanced_align.viz.methods import aligned_by_method_figure
 
     if int(faces) <= 0:

@@ -1,0 +1,102 @@
+"""The one safe way to read a checkpoint: ``torch.load(weights_only=True)``, never more.
+
+Every checkpoint this library opens (resume, the best checkpoint tested after training,
+``eval.py``, ``report --faces``, T_fix† templates, the inference API) goes through
+:func:`read_checkpoint`. A file that needs any pickle global beyond tensors and plain
+containers raises :class:`UnsafeCheckpointError` and is not loaded at all.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from balanced_align.module import BalancedAlignModule
+
+
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint that ``torch.load(weights_only=True)`` refuses; never loaded unsafely."""
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> BalancedAlignModule:
+    """Rebuild the :class:`BalancedAlignModule` of a Lightning checkpoint, in eval mode.
+
+    The file is read safely by :func:`read_checkpoint`; the module is built by
+    :func:`module_from_checkpoint`.
+    """
+    return module_from_checkpoint(read_checkpoint(path, map_location), path)
+
+
+def read_checkpoint(path: str | Path, map_location="cpu") -> Mapping:
+    """A Lightning checkpoint's contents, read with ``torch.load(weights_only=True)``.
+
+    Tensors, plain containers and numbers only: nothing in the file is executed. A file that
+    needs anything else raises :class:`UnsafeCheckpointError` and is not loaded at all; a file
+    that is not a torch file, or lacks ``state_dict`` / ``hyper_parameters``, raises
+    ``ValueError`` naming it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path {str(path)!r} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise UnsafeCheckpointError(
+            f"checkpoint {str(path)!r} cannot be loaded safely: torch.load(weights_only=True) "
+            f"refused it ({_reason(error)}). balanced-align never falls back to unsafe loading; "
+            "save a checkpoint that holds only tensors and plain containers "
+            "({'state_dict': …, 'hyper_parameters': …})"
+        ) from None
+    except Exception as error:  # truncated or not a torch file: KeyError, EOFError, …
+        raise ValueError(
+            f"checkpoint {str(path)!r} is not a readable torch file "
+            f"({type(error).__name__}: {error})"
+        ) from None
+    if not isinstance(checkpoint, Mapping) or not {"state_dict", "hyper_parameters"} <= set(
+        checkpoint
+    ):
+        keys = sorted(checkpoint) if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
+        raise ValueError(
+            f"checkpoint {str(path)!r}: expected a Lightning checkpoint with 'state_dict' and "
+            f"'hyper_parameters', got {keys}"
+        )
+    return checkpoint
+
+
+def module_from_checkpoint(checkpoint: Mapping, path: str | Path) -> BalancedAlignModule:
+    """The module of a checkpoint read by :func:`read_checkpoint` (``path`` names it in
+    errors), in eval mode.
+
+    Built from the ``hyper_parameters``; the ``state_dict`` is loaded strictly. A T_fix†
+    template file named in the hyperparameters is not read: the template is in the state.
+    """
+    hparams = dict(checkpoint["hyper_parameters"])
+    loss = dict(hparams.get("loss") or {})
+    if loss.get("template_checkpoint"):  # the frozen template comes with the state dict
+        loss.update(template_checkpoint=None, learn_template=False)
+        hparams["loss"] = loss
+    try:
+        model = BalancedAlignModule(**hparams)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"checkpoint {str(path)!r}: bad hyper_parameters: {error}") from None
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        raise ValueError(
+            f"checkpoint {str(path)!r}: state_dict does not fit the model: {error}"
+        ) from None
+    if model.landmark_aligned:  # rebuild the aligner's spline from the loaded template
+        model.set_template(model.template.detach().clone())
+    return model.eval()
+
+
+def _reason(error: Exception) -> str:
+    """The part of torch's weights_only error that names the refused global."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        if "WeightsUnpickler error" in line:
+            return line.split(" was not an allowed global")[0]
+    return lines[0] if lines else type(error).__name__
