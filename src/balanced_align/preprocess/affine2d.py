@@ -238,20 +238,102 @@ def _output_rel(rel: str, image_format: str | None) -> str:
     return str(path.with_suffix(".png"))
 
 
-def _align_one(
+@dataclass(frozen=True)
+class _Job:
+    """One image to align: its key, the resolved source file, the output key and file."""
+
+    rel: str
+    source: Path
+    out_rel: str
+    target: Path
+    points: np.ndarray
+
+
+def _plan_jobs(
     root: Path,
     out_images: Path,
-    rel: str,
-    points: np.ndarray,
-    schema: LandmarkSchema,
-    size: int,
+    items: Sequence[tuple[str, np.ndarray]],
     image_format: str | None,
-    quality: int,
-):
+    inputs: Sequence[Path],
+) -> tuple[list[_Job], list[tuple[str, str]]]:
+    """Where each item is read and written, or why it is refused (``(key, reason)``).
+
+    The key must resolve (symlinks and ``..`` included) inside ``root``, the output
+    inside ``out_images``; no two keys may share an output and no output may be an input
+    (the table, or any image to be read). Nothing is read or written here.
+    """
+    from balanced_align.safe_paths import (
+        UnsafePathError,
+        outputs_that_are_inputs,
+        resolve_inside,
+    )
+
+    planned, failures, claimed = [], [], {}
+    for rel, points in items:
+        try:
+            source = resolve_inside(root, rel, what="image key")
+            out_rel = _output_rel(rel, image_format)
+            target = resolve_inside(out_images, out_rel, what="output path")
+        except UnsafePathError as error:
+            failures.append((rel, f"refused: {error}"))
+            continue
+        if target in claimed:
+            failures.append((rel, f"refused: its output {out_rel!r} is also {claimed[target]!r}'s"))
+            continue
+        claimed[target] = rel
+        planned.append(_Job(rel, source, out_rel, target, points))
+    sources = [job.source for job in planned]
+    clashing = set(outputs_that_are_inputs([job.target for job in planned], [*inputs, *sources]))
+    jobs = []
+    for job in planned:
+        if job.target in clashing:
+            failures.append((job.rel, f"refused: output {str(job.target)!r} is an input file"))
+        else:
+            jobs.append(job)
+    return jobs, failures
+
+
+def _check_output_folder(root: Path, out_dir: Path, table: Path | None) -> None:
+    """Refuse an ``out_dir`` whose outputs could replace or delete inputs.
+
+    ``out_dir`` must not be (inside) the image tree; the image tree and the table must not
+    lie inside ``out_dir/images`` (``overwrite`` deletes it); the table must not be one of
+    the tables written to ``out_dir``.
+    """
+    from balanced_align.safe_paths import (
+        UnsafePathError,
+        check_output_root,
+        paths_overlap,
+        refuse_overwriting_inputs,
+    )
+
+    check_output_root(out_dir, root, what="--out")
+    out_images = out_dir / "images"
+    if paths_overlap(root, out_images):
+        raise UnsafePathError(
+            f"--images {str(root)!r} lies inside the output folder {str(out_images)!r}, "
+            "which the tool writes (and --overwrite deletes); choose another --out"
+        )
+    if table is not None:
+        if Path(out_images).resolve() in Path(table).resolve().parents:
+            raise UnsafePathError(
+                f"landmark table {str(table)!r} lies inside the output folder "
+                f"{str(out_images)!r}; choose another --out"
+            )
+        outputs = [
+            out_dir / f"{name}.{ext}"
+            for name in ("landmarks", "transforms")
+            for ext in ("csv", "parquet")
+        ]
+        outputs += [out_dir / "failures.csv", out_dir / "affine2d.json"]
+        refuse_overwriting_inputs(outputs, [table], what="output table")
+
+
+def _align_one(job: _Job, schema: LandmarkSchema, size: int, quality: int):
     """Align one file: ``(out_rel, landmarks, M)`` or ``(rel, reason)`` on failure."""
     from balanced_align.data.validation import image_problem, landmark_problem
 
-    path = root / rel
+    rel, path, points = job.rel, job.source, job.points
     if not path.is_file():
         return rel, "image file missing"
     image, problem = image_problem(path)
@@ -264,8 +346,7 @@ def _align_one(
         crop, aligned, matrix = affine2d_align(image, points, schema, size)
     except ValueError as error:
         return rel, str(error)
-    out_rel = _output_rel(rel, image_format)
-    target = out_images / out_rel
+    out_rel, target = job.out_rel, job.target
     target.parent.mkdir(parents=True, exist_ok=True)
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
     if not cv2.imwrite(str(target), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), params):
@@ -307,6 +388,14 @@ def preprocess_affine2d(
 
     Bad inputs (missing/unreadable images, bad rows, degenerate points) do not stop the
     run: they are listed in ``failures.csv`` and the report. Bad arguments raise at once.
+
+    Paths: a key (table row or found file) must resolve inside ``images`` (an absolute
+    key, a ``..`` escape or a symlink leaving the tree is a failure row, ``refused: …``,
+    and that file is neither read nor written); each output lies inside
+    ``out_dir/images`` and is never an input. ``out_dir`` inside the image tree, the image
+    tree or the table inside ``out_dir/images``, or the table named like an output table
+    raise :class:`~balanced_align.safe_paths.UnsafePathError` (a ``ValueError``) before
+    anything is written or deleted.
     """
     from balanced_align.data.sources import LANDMARK_CONVENTIONS, write_landmark_table
 
@@ -328,6 +417,7 @@ def preprocess_affine2d(
             raise ValueError(f"image_format must be None, 'png' or 'jpg', got {image_format!r}")
     if table_format not in ("csv", "parquet"):
         raise ValueError(f"table_format must be 'csv' or 'parquet', got {table_format!r}")
+    _check_output_folder(root, out_dir, None if landmarks is None else Path(landmarks))
     out_images = out_dir / "images"
     marker = out_dir / "affine2d.json"
     if out_images.exists() or marker.exists():
@@ -347,18 +437,20 @@ def preprocess_affine2d(
         items, failures, schema = _items_from_pts(root, convention, schema)
     else:
         items, failures, schema = _items_from_table(root, Path(landmarks), convention, schema)
+    inputs = [] if landmarks is None else [Path(landmarks)]
+    jobs, refused = _plan_jobs(root, out_images, items, image_format, inputs)
+    failures += refused
     out_images.mkdir(parents=True, exist_ok=True)
 
-    def one(item):
-        rel, points = item
-        return _align_one(root, out_images, rel, points, schema, size, image_format, quality)
+    def one(job):
+        return _align_one(job, schema, size, quality)
 
     threads = max(1, int(workers))
     if threads == 1:
-        results = [one(item) for item in items]
+        results = [one(job) for job in jobs]
     else:
         with ThreadPoolExecutor(threads) as pool:
-            results = list(pool.map(one, items))
+            results = list(pool.map(one, jobs))
     table, transforms = {}, {}
     for result in results:
         if len(result) == 2:
