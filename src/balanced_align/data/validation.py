@@ -23,8 +23,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
+
+from balanced_align.data.decoding import ImageLimits, decode_problem, read_image_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -116,50 +117,21 @@ class BadSampleHandler:
         return self.report
 
 
-def _truncation_problem(data: bytes) -> str | None:
-    """Cheap end-marker checks for formats whose decoders may accept a cut-off file."""
-    tail = data[-1024:]
-    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in tail:
-        return "truncated JPEG (no end-of-image marker)"
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in tail:
-        return "truncated PNG (no IEND chunk)"
-    return None
-
-
-def image_problem(path: str | Path) -> tuple[np.ndarray | None, str | None]:
+def image_problem(
+    path: str | Path, limits: ImageLimits | None = None
+) -> tuple[np.ndarray | None, str | None]:
     """Decode ``path`` as an RGB image; return ``(image, None)`` or ``(None, reason)``.
 
     Missing files are not handled here (callers check existence first, because they
     raise FileNotFoundError for them). image: (H, W, 3) uint8 RGB; grey images are
     replicated to three channels, alpha is dropped, 16-bit images are scaled to 8 bits.
+    File size and pixel count are checked before decoding, JPEG scans strictly
+    (:mod:`.decoding`; ``limits`` default: :func:`~.decoding.image_limits`).
     """
-    try:
-        data = Path(path).read_bytes()
-    except OSError as error:
-        return None, f"cannot read file ({error})"
-    if not data:
-        return None, "empty file"
-    problem = _truncation_problem(data)
+    data, problem = read_image_bytes(path, limits)
     if problem is not None:
         return None, problem
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
-        return None, "not a readable image (decoding failed: corrupt, truncated or not an image)"
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        return None, f"unsupported pixel type {image.dtype}"
-    if image.ndim == 2:
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    elif image.ndim == 3 and image.shape[2] == 1:
-        image = cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2RGB)
-    elif image.ndim == 3 and image.shape[2] == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    elif image.ndim == 3 and image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-    else:
-        return None, f"unsupported image layout {image.shape}"
-    return np.ascontiguousarray(image), None
+    return decode_problem(data, limits)
 
 
 def require_rgb_uint8(image, where: str) -> None:

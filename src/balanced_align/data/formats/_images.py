@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from balanced_align.data.decoding import decode_problem
 from balanced_align.data.validation import BadSampleError
 
 _SIGNATURES = {
@@ -25,33 +26,17 @@ def image_kind(data: bytes) -> str | None:
 def decode_image(data: bytes, where: str) -> np.ndarray:
     """Decode encoded bytes to (H, W, 3) uint8 RGB; ``where`` names the sample in errors.
 
-    Grey images become three equal channels, alpha is dropped. A JPEG without its
-    end-of-image marker or a PNG without its IEND chunk counts as truncated (OpenCV may
-    otherwise decode a cut-off file with a grey tail).
+    Grey images become three equal channels, alpha is dropped. The checks of
+    :func:`~balanced_align.data.decoding.decode_problem` apply (size and pixel limits
+    before decoding, truncated JPEG/PNG, strict JPEG scans); any problem raises
+    :class:`BadSampleError`.
     """
     if not data:
         raise BadSampleError(f"{where}: empty image bytes")
-    tail = data[-1024:]
-    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in tail:
-        raise BadSampleError(f"{where}: truncated JPEG (no end-of-image marker)")
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in tail:
-        raise BadSampleError(f"{where}: truncated PNG (no IEND chunk)")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
-        raise BadSampleError(f"{where}: image bytes do not decode (corrupt or not an image)")
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        raise BadSampleError(f"{where}: unsupported pixel type {image.dtype}")
-    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
-        image = cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2RGB)
-    elif image.ndim == 3 and image.shape[2] == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    elif image.ndim == 3 and image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-    else:
-        raise BadSampleError(f"{where}: unsupported image layout {image.shape}")
-    return np.ascontiguousarray(image)
+    image, problem = decode_problem(bytes(data))
+    if problem is not None:
+        raise BadSampleError(f"{where}: {problem}")
+    return image
 
 
 def encode_image(image: np.ndarray, ext: str = ".jpg", quality: int = 95) -> bytes:
