@@ -18,7 +18,9 @@ NaN where unknown), ``paths`` (relative), ``skipped`` (a :class:`SkipReport`).
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,12 +32,14 @@ from balanced_align.data.record import FaceRecord
 from balanced_align.data.schema import LandmarkSchema, get_schema, schema_for_count
 from balanced_align.data.validation import (
     DEFAULT_OUTSIDE_MARGIN,
+    BadSampleError,
     BadSampleHandler,
     SkipReport,
     image_problem,
     landmark_problem,
     read_image,
 )
+from balanced_align.safe_paths import UnsafePathError, check_relative_key
 
 IMAGE_EXTENSIONS = (
     ".jpg",
@@ -74,6 +78,57 @@ def from_corner(points: np.ndarray, convention: str) -> np.ndarray:
 
 def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def broken_link_problem(path: Path) -> tuple[str, bool] | None:
+    """``(reason, dangling)`` if ``path`` is a symlink that does not resolve, else None.
+
+    dangling: the link names nothing (True), or it is a loop (False).
+    """
+    if not path.is_symlink():
+        return None
+    try:
+        os.stat(path)
+    except OSError as error:
+        target = os.readlink(path)
+        if error.errno == errno.ELOOP:
+            return f"symlink loop (links to {target!r}, which leads back to itself)", False
+        return f"dangling symlink (links to {target!r}, which does not exist)", True
+    return None
+
+
+def _listing(folder: Path, handler: BadSampleHandler) -> list[Path]:
+    """The sorted entries of ``folder`` that resolve; broken, non-hidden links are reported."""
+    entries = []
+    for entry in sorted(folder.iterdir()):
+        broken = broken_link_problem(entry)
+        if broken is None:
+            entries.append(entry)
+        elif not entry.name.startswith("."):
+            handler.bad(entry, broken[0], missing=broken[1])
+    return entries
+
+
+def _tree_files(root: Path, handler: BadSampleHandler) -> list[Path]:
+    """Every regular file below ``root``, symlinked folders followed, sorted.
+
+    Broken links are reported (:func:`_listing`), and so is a folder link that leads
+    back to one of its own ancestors (a loop, which is not followed).
+    """
+    files: list[Path] = []
+    stack = [(root, frozenset({root.resolve()}))]
+    while stack:
+        folder, ancestors = stack.pop()
+        for entry in _listing(folder, handler):
+            if entry.is_dir():
+                real = entry.resolve()
+                if real in ancestors:
+                    handler.bad(entry, f"symlink loop (leads back to its ancestor {str(real)!r})")
+                else:
+                    stack.append((entry, ancestors | {real}))
+            elif entry.is_file():
+                files.append(entry)
+    return sorted(files)
 
 
 # --------------------------------------------------------------------------- 300-W .pts
@@ -162,7 +217,10 @@ def read_landmark_table(path: str | Path) -> dict[str, np.ndarray]:
         raise FileNotFoundError(f"landmark table {str(path)!r} does not exist")
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        frame = pd.read_csv(path)
+        try:
+            frame = pd.read_csv(path)
+        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
+            raise BadSampleError(f"landmark table {str(path)!r}: {_parse_problem(error)}") from None
     elif suffix in (".parquet", ".pq"):
         frame = pd.read_parquet(path)
     else:
@@ -186,6 +244,18 @@ def read_landmark_table(path: str | Path) -> dict[str, np.ndarray]:
     values = frame[columns].apply(pd.to_numeric, errors="coerce").to_numpy(np.float32)
     values = values.reshape(len(frame), num_points, 2)
     return dict(zip(keys, values))
+
+
+def _parse_problem(error: Exception) -> str:
+    """pandas' CSV error as "line N: ..." where it names a line (1-based, header = line 1)."""
+    text = str(error).strip()
+    found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text)
+    if found:
+        expected, line, saw = found.groups()
+        return f"line {line}: {saw} fields, the header has {expected}"
+    found = re.search(r"line (\d+)", text)
+    prefix = f"line {found.group(1)}: " if found else ""
+    return f"{prefix}not a readable CSV table ({text})"
 
 
 def write_landmark_table(path: str | Path, table: dict[str, np.ndarray]) -> None:
@@ -311,7 +381,9 @@ class ImageFolderSource(_FileSource):
     Labels are 0…C−1 in the sorted order of the identity folders that keep at least one
     usable image; ``classes`` lists those folder names. Any format OpenCV reads (PGM
     included); grey images become RGB. Files whose extension is not an image extension
-    (``IMAGE_EXTENSIONS``) and files directly under ``root`` are not samples.
+    (``IMAGE_EXTENSIONS``) and files directly under ``root`` are not samples. A symlink
+    that does not resolve (dangling, or a loop) is a bad sample; table keys must be
+    relative paths that stay inside ``root`` (an absolute or ``..`` key is refused).
 
     Args:
         root: the tree's root folder.
@@ -341,14 +413,14 @@ class ImageFolderSource(_FileSource):
         handler = BadSampleHandler(on_bad_sample, repr(self))
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self!r}: root folder {str(self.root)!r} does not exist")
-        folders = sorted(
-            p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
-        )
+        folders = [
+            p for p in _listing(self.root, handler) if p.is_dir() and not p.name.startswith(".")
+        ]
         if not folders:
             raise ValueError(f"{self!r}: no identity folders under {str(self.root)!r}")
         found: list[tuple[str, str]] = []
         for folder in folders:
-            images = sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
+            images = [p for p in _listing(folder, handler) if p.is_file() and is_image_file(p)]
             if not images:
                 handler.bad(folder, "identity folder has no images")
             found += [(f"{folder.name}/{p.name}", folder.name) for p in images]
@@ -366,8 +438,14 @@ class ImageFolderSource(_FileSource):
                     f"'{self.schema.name}' needs {self.schema.num_points}"
                 )
             present = {rel for rel, _ in found}
+            reported = set(handler.report.paths())  # broken links already named
             for key in sorted(table):
-                if key not in present:
+                if key not in present and str(self.root / key) not in reported:
+                    try:
+                        check_relative_key(key, what=f"landmark table {str(landmarks)!r} key")
+                    except UnsafePathError as error:
+                        handler.bad(key, f"refused: {error}")
+                        continue
                     target = self.root / key
                     if not target.exists():
                         handler.bad(
@@ -413,8 +491,9 @@ class PtsFolderSource(_FileSource):
 
     No identities: every label is −1 (``num_classes`` = 0). Landmarks are converted from
     ``convention`` (300-W: ``one_based``) to corner-origin pixels. The schema defaults to
-    the one matching the first file's point count (68 → iBUG-68). Other arguments as in
-    :class:`ImageFolderSource`.
+    the one matching the first file's point count (68 → iBUG-68). Symlinked folders are
+    followed; a folder link back to one of its ancestors (a loop) and a link that does not
+    resolve are bad samples. Other arguments as in :class:`ImageFolderSource`.
     """
 
     def __init__(
@@ -431,7 +510,7 @@ class PtsFolderSource(_FileSource):
         handler = BadSampleHandler(on_bad_sample, repr(self))
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self!r}: root folder {str(self.root)!r} does not exist")
-        files = sorted(p for p in self.root.rglob("*") if p.is_file())
+        files = _tree_files(self.root, handler)
         images = {p.with_suffix(""): p for p in files if is_image_file(p)}
         pts = {p.with_suffix(""): p for p in files if p.suffix.lower() == ".pts"}
         self.schema = None if schema is None else get_schema(schema)
