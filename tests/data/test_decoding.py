@@ -1,8 +1,6 @@
 """Large and half-broken images: refused before decoding, or decoded strictly, and named."""
 
 import os
-import struct
-import zlib
 from pathlib import Path
 
 import cv2
@@ -19,22 +17,7 @@ from balanced_align.data.decoding import (
 from balanced_align.data.formats._images import decode_image
 from balanced_align.data.sources import ImageFolderSource
 from balanced_align.data.validation import BadSampleError, image_problem, read_image
-
-
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def _png_claiming(width: int, height: int) -> bytes:
-    """A few hundred bytes of PNG whose header claims ``width`` x ``height`` RGB pixels."""
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    rows = zlib.compress(b"\x00" * 64)  # far fewer pixels than claimed
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", rows)
-        + _chunk(b"IEND", b"")
-    )
+from tests.data.forged_images import png_claiming
 
 
 def _smooth(height=64, width=96, seed=0) -> np.ndarray:
@@ -70,7 +53,7 @@ def test_sparse_2gib_file_is_refused_from_its_size_naming_it_under_raise_and_ski
 
 
 def test_png_header_claiming_20000_squared_is_refused_without_decoding(tmp_path):
-    data = _png_claiming(20000, 20000)
+    data = png_claiming(20000, 20000)
     assert len(data) < 500
     image, problem = decode_problem(data)
     assert image is None and "pixels" in problem
@@ -92,7 +75,7 @@ def test_pixel_limit_is_width_times_height_from_the_header():
     image, problem = decode_problem(over, limits)
     assert image is None and "30x21 = 630 pixels > limit 600" in problem
     # the default (64 MP) refuses the 12000 x 12000 PNG that took 826 MB to check
-    image, problem = decode_problem(_png_claiming(12000, 12000))
+    image, problem = decode_problem(png_claiming(12000, 12000))
     assert image is None and "12000x12000" in problem
 
 

@@ -187,13 +187,9 @@ def decode_jpeg_strictly(data: bytes) -> tuple[np.ndarray | None, str | None]:
     return as_is, None
 
 
-def decode_problem(
-    data: bytes, limits: ImageLimits | None = None
-) -> tuple[np.ndarray | None, str | None]:
-    """Decode encoded bytes to (H, W, 3) uint8 RGB: ``(image, None)`` or ``(None, reason)``.
-
-    Checks in the order of the module docstring; nothing is decoded before the size checks.
-    """
+def bounds_problem(data: bytes, limits: ImageLimits | None = None) -> tuple[str | None, str | None]:
+    """Steps 1–3 of the module docstring, without decoding a pixel: ``(format, None)``
+    (Pillow's format name, e.g. ``"JPEG"``) or ``(None, reason)``."""
     limits = limits or image_limits()
     if not data:
         return None, "empty file"
@@ -202,7 +198,17 @@ def decode_problem(
     problem = _truncation_problem(data)
     if problem is not None:
         return None, problem
-    kind, problem = _header_problem(data, limits)
+    return _header_problem(data, limits)
+
+
+def decode_problem(
+    data: bytes, limits: ImageLimits | None = None
+) -> tuple[np.ndarray | None, str | None]:
+    """Decode encoded bytes to (H, W, 3) uint8 RGB: ``(image, None)`` or ``(None, reason)``.
+
+    Checks in the order of the module docstring; nothing is decoded before the size checks.
+    """
+    kind, problem = bounds_problem(data, limits)
     if problem is not None:
         return None, problem
     if kind == "JPEG":

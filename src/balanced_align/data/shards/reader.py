@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from balanced_align.data.decoding import bounds_problem
 from balanced_align.data.record import FaceRecord
 from balanced_align.data.schema import get_schema
 from balanced_align.data.shards.format import (
@@ -169,7 +170,15 @@ def decode_sample(
         raise ShardError(
             f"{where}: sample {key!r} needs an image and a .json member, has {sorted(files)}"
         )
-    image = cv2.imdecode(np.frombuffer(files[image_ext], np.uint8), cv2.IMREAD_COLOR)
+    _, problem = bounds_problem(files[image_ext])
+    if problem is not None:
+        raise ShardError(f"{where}: sample {key!r}: the .{image_ext} member: {problem}")
+    try:
+        image = cv2.imdecode(np.frombuffer(files[image_ext], np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as error:
+        raise ShardError(
+            f"{where}: sample {key!r}: the .{image_ext} member does not decode ({error})"
+        ) from None
     if image is None:
         raise ShardError(f"{where}: sample {key!r}: the .{image_ext} member does not decode")
     try:

@@ -30,6 +30,7 @@ from balanced_align.data.shards.format import (
     INDEX_NAME,
 )
 from balanced_align.data.validation import require_rgb_uint8
+from balanced_align.safe_paths import check_output_root
 
 
 def _jsonable(value) -> bool:
@@ -267,7 +268,9 @@ def convert_to_shards(
     ``shuffle`` writes the items in the order of a permutation drawn from ``seed``, so each
     shard mixes identities (folder sources list them identity by identity, and a stream
     reads contiguous runs of samples). Items are loaded and encoded by ``num_threads``
-    threads (OpenCV releases the GIL) and written in order.
+    threads (OpenCV releases the GIL) and written in order. A source with a ``root`` folder
+    (the file-backed sources) cannot be written inside it: ``out_dir`` there raises
+    :class:`~balanced_align.safe_paths.UnsafePathError` (shards would mix with the inputs).
     """
     image_format = _check_format(image_format, quality, samples_per_shard)
     if not hasattr(source, "__len__") or not hasattr(source, "__getitem__"):
@@ -276,6 +279,9 @@ def convert_to_shards(
     if count == 0:
         raise ValueError(f"convert_to_shards: source {source!r} is empty")
     out_dir = Path(out_dir)
+    root = getattr(source, "root", None)
+    if isinstance(root, (str, Path)) and Path(root).is_dir():
+        check_output_root(out_dir, root, what="out_dir")
     _prepare_out_dir(out_dir, prefix, overwrite)
     order = np.random.default_rng(seed).permutation(count) if shuffle else np.arange(count)
     schema = getattr(source, "schema", None)
