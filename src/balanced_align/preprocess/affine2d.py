@@ -31,7 +31,8 @@ corner-origin pixels of the crop, keyed by the output path: ready for
 ``ImageFolderSource(OUT/images, landmarks=OUT/landmarks.csv)``),
 ``OUT/transforms.csv`` (each M, source → crop, corner-origin), ``OUT/failures.csv``
 (``path, reason``: missing or unreadable images, bad landmark rows, degenerate five
-points) and ``OUT/affine2d.json`` (settings and counts)::
+points, keys refused because they leave ``ROOT``) and ``OUT/affine2d.json`` (settings
+and counts). Nothing is written outside ``OUT``, and never over an input::
 
     python -m balanced_align.preprocess.affine2d --images ROOT --pts --out DIR --size 112
     python -m balanced_align.preprocess.affine2d --images ROOT --landmarks T.csv --out DIR
