@@ -1,8 +1,11 @@
 """Report over training results: per-run and mean ± std tables, the study's figures, report.md.
 
-Every job of ``python train.py -m …`` writes ``results.json`` (see
-:mod:`balanced_align.training`). This module gathers them from one or more multirun
-directories (searched recursively) or single run directories / files, and builds
+Every job of ``python train.py -m …`` writes ``results.json``, one
+:class:`~balanced_align.run_result.RunResult` (see :mod:`balanced_align.training`). This
+module gathers them from one or more multirun directories (searched recursively) or single
+run directories / files; a file that cannot be read as a RunResult (e.g. truncated by a
+killed job) is skipped with a warning naming it and listed in ``report.md`` and the CLI's
+output. It builds
 
 - the **runs** table: one row per run (method, TPS grid size, location, λ, whether α and
   the template were learned or fixed (T_fix, or T_fix† from a checkpoint), seed, which
