@@ -35,6 +35,7 @@ def _sweep(repo_root, cwd, sweep_dir, *extra):
     return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=900)
 
 
+@pytest.mark.slow
 def test_long_sweep_names_jobs_by_swept_keys_survives_a_failing_job_and_resumes(
     tmp_path, repo_root
 ):
