@@ -7,6 +7,10 @@ with ``benchmark=[lfw,megaface]``.
 import hydra
 from omegaconf import DictConfig
 
+from balanced_align.sweeps import register_resolvers
+
+register_resolvers()  # ${ba.sweep_subdir:…} names multirun job dirs (conf/hydra/default.yaml)
+
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> None:

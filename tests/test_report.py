@@ -20,6 +20,7 @@ from balanced_align.report import (
     summary_display,
     summary_table,
 )
+from balanced_align.run_result import RunResult
 
 METHODS = (("tps", 8), ("affine", None))
 LOCATIONS = ("input", "fmap")
@@ -58,20 +59,20 @@ def multirun(tmp_path) -> tuple[Path, list[dict]]:
                     job_dir = root / f"{job}_align={method},loss.lambda={lam}"
                     (job_dir / ".hydra").mkdir(parents=True)
                     test = _metrics(rng, lam, location)
-                    results = {
-                        "run": f"{method}@{location} λ={lam} seed={seed}",
-                        "method": method,
-                        "tps_grid_size": grid,
-                        "location": location,
-                        "lambda": lam,
-                        "seed": seed,
-                        "val": {k: (None if v is None else v + 0.5) for k, v in test.items()},
-                        "test": test,
-                        "wall_time_s": 1.0,
-                        "config": {"align.method": method, "loss.lambda": lam},
-                    }
-                    (job_dir / "results.json").write_text(json.dumps(results))
-                    records.append(results)
+                    result = RunResult(
+                        run=f"{method}@{location} λ={lam} seed={seed}",
+                        method=method,
+                        tps_grid_size=grid,
+                        location=location,
+                        lambda_=lam,
+                        seed=seed,
+                        val={k: (None if v is None else v + 0.5) for k, v in test.items()},
+                        test=test,
+                        wall_time_s=1.0,
+                        config={"align.method": method, "loss.lambda": lam},
+                    )
+                    result.to_json(job_dir / "results.json")
+                    records.append(json.loads((job_dir / "results.json").read_text()))
                     job += 1
     return root, records
 
@@ -456,11 +457,62 @@ def test_bad_inputs_name_the_file(tmp_path):
     bad = tmp_path / "a" / "results.json"
     bad.parent.mkdir()
     bad.write_text("{not json")
-    with pytest.raises(ValueError, match=r"a/results\.json: not valid JSON"):
+    with (
+        pytest.warns(UserWarning, match=r"skipping an unreadable run: .*a/results\.json"),
+        pytest.raises(ValueError, match=r"no readable results\.json: .*a/results\.json: not valid"),
+    ):
         runs_table(tmp_path)
     bad.write_text(json.dumps({"method": "tps", "location": "fmap", "test": {"rank1": 1}}))
-    with pytest.raises(ValueError, match=r"missing key\(s\) \['lambda', 'seed'\]"):
+    with (
+        pytest.warns(UserWarning),
+        pytest.raises(ValueError, match=r"missing key\(s\) \['lambda', 'seed'\]"),
+    ):
         runs_table(tmp_path)
+
+
+def test_a_truncated_results_json_is_skipped_named_and_counted(multirun, tmp_path, capsys):
+    root, _ = multirun
+    victim = next(root.glob("3_*")) / "results.json"
+    text = victim.read_text()
+    intact = build_report(root)
+    victim.write_text(text[: len(text) // 2])  # a job killed while writing (before atomic writes)
+    with pytest.warns(UserWarning, match=rf"{victim}: not valid JSON"):
+        report = build_report(root)
+    assert [run.path for run in report.skipped] == [victim.resolve()]
+    assert len(report.runs) == len(intact.runs) - 1
+    # the other 15 runs give what they give without the broken file
+    victim.rename(tmp_path / "moved.json")
+    alone = build_report(root)
+    pd.testing.assert_frame_equal(report.summary, alone.summary)
+    (tmp_path / "moved.json").rename(victim)
+    markdown = report.markdown()
+    assert "**1 unreadable run(s) skipped:**" in markdown and str(victim) in markdown
+    with pytest.warns(UserWarning):
+        assert main([str(root), "--out", str(tmp_path / "cli")]) == 0
+    out = capsys.readouterr().out
+    assert "15 runs, 1 unreadable run(s) skipped" in out and str(victim) in out
+    assert str(victim) in (tmp_path / "cli" / "report.md").read_text()
+
+
+def test_report_of_a_real_tiny_training_run(tmp_path):
+    """The report reads what the training job writes: the same schema on both sides."""
+    from balanced_align.training import run
+    from tests.training_helpers import TINY, compose_train
+
+    fast = ["align=none", "loss.lambda=0", "test=false", "figures=false", "seed=3"]
+    run(compose_train([*TINY, *fast], output_dir=tmp_path / "job"))
+    written = RunResult.from_json(tmp_path / "job" / "results.json")
+    raw = json.loads((tmp_path / "job" / "results.json").read_text())
+    assert raw["schema_version"] == 1 and set(raw) == set(written.to_dict())
+    report = make_report(tmp_path, tmp_path / "out")
+    assert not report.skipped and len(report.runs) == 1
+    row = report.runs.iloc[0]
+    assert (row.method, row.location, row["lambda"], row.seed) == ("none", "none", 0.0, 3)
+    assert row.stage == "val" and row.run_dir == str((tmp_path / "job").resolve())
+    for metric in ("rank1", "verif_acc"):
+        assert row[metric] == pytest.approx(raw["val"][metric])
+    assert report.summary.n_runs.tolist() == [1]
+    assert (tmp_path / "out" / "report.md").is_file()
 
 
 def test_cli(multirun, tmp_path, capsys):

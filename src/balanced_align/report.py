@@ -1,8 +1,11 @@
 """Report over training results: per-run and mean ± std tables, the study's figures, report.md.
 
-Every job of ``python train.py -m …`` writes ``results.json`` (see
-:mod:`balanced_align.training`). This module gathers them from one or more multirun
-directories (searched recursively) or single run directories / files, and builds
+Every job of ``python train.py -m …`` writes ``results.json``, one
+:class:`~balanced_align.run_result.RunResult` (see :mod:`balanced_align.training`). This
+module gathers them from one or more multirun directories (searched recursively) or single
+run directories / files; a file that cannot be read as a RunResult (e.g. truncated by a
+killed job) is skipped with a warning naming it and listed in ``report.md`` and the CLI's
+output. It builds
 
 - the **runs** table: one row per run (method, TPS grid size, location, λ, whether α and
   the template were learned or fixed (T_fix, or T_fix† from a checkpoint), seed, which
@@ -33,6 +36,7 @@ import math
 import os
 import re
 import sys
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +45,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from balanced_align.run_result import RunResult, RunResultError
 from balanced_align.viz.common import method_name
 from balanced_align.viz.export import figure_to_array, save_figures
 from balanced_align.viz.study import (
@@ -62,14 +67,6 @@ FIXED_LEARNED_TEMPLATE = "T_fix†"
 #: metrics of the tables, in order; per-yaw rank-1 columns go between these two groups
 HEAD_METRICS = ("anme", "rank1", "verif_acc")
 TAIL_METRICS = ("anme_exact", "anme_failed_frac", "folded_frac")
-#: where a results.json key can also be found in its flat config
-CONFIG_KEYS = {
-    "method": "align.method",
-    "location": "align.location",
-    "lambda": "loss.lambda",
-    "seed": "seed",
-    "tps_grid_size": "align.tps_grid_size",
-}
 METHOD_ORDER = {"none": 0, "affine2d": 1, "affine": 2, "projective": 3, "tps": 4, "fullalign": 5}
 _YAW = re.compile(r"^rank1_yaw(\d+(?:\.\d+)?)$")
 COLUMN_TITLES = {
@@ -115,26 +112,32 @@ def find_results(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
     return list(found)
 
 
-def load_results(path: str | os.PathLike) -> dict:
-    """Read and check one ``results.json``; errors name the file and the missing key."""
-    path = Path(path)
-    try:
-        results = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
-    if not isinstance(results, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(results).__name__}")
-    config = results.get("config") if isinstance(results.get("config"), dict) else {}
-    for key, flat in CONFIG_KEYS.items():
-        if results.get(key) is None and config.get(flat) is not None:
-            results[key] = config[flat]
-    missing = [k for k in ("method", "location", "lambda", "seed") if results.get(k) is None]
-    if missing:
-        raise ValueError(f"{path}: missing key(s) {missing} (expected a training results.json)")
-    for stage in ("val", "test"):
-        if not isinstance(results.get(stage) or {}, dict):
-            raise ValueError(f"{path}: '{stage}' must be a dict of metrics")
-    return results
+@dataclass
+class SkippedRun:
+    """A ``results.json`` the report could not read (e.g. truncated by a killed job)."""
+
+    path: Path
+    reason: str
+
+
+def read_runs(paths) -> tuple[list[tuple[Path, RunResult]], list[SkippedRun]]:
+    """(path, :class:`RunResult`) of every readable ``results.json`` under ``paths`` (see
+    :func:`find_results`), and the unreadable ones, each with a warning naming it.
+
+    Raises ValueError naming the skipped files when none is readable.
+    """
+    runs, skipped = [], []
+    for path in find_results(paths):
+        try:
+            runs.append((path, RunResult.from_json(path)))
+        except RunResultError as err:
+            skipped.append(SkippedRun(path, str(err)))
+            warnings.warn(f"report: skipping an unreadable run: {err}", stacklevel=2)
+    if not runs:
+        raise ValueError(
+            "report: no readable results.json: " + "; ".join(s.reason for s in skipped)
+        )
+    return runs, skipped
 
 
 def _number(value) -> float:
@@ -146,7 +149,7 @@ def _number(value) -> float:
         return math.nan
 
 
-def alignment_variant(results: Mapping) -> tuple[str, str]:
+def alignment_variant(result: RunResult) -> tuple[str, str]:
     """(alpha, template) of a run: how its α and template T were set (paper §5.3).
 
     alpha: "learned", or "fixed <α₀>" (``loss.learn_alpha=false`` at ``loss.alpha_init``).
@@ -156,9 +159,9 @@ def alignment_variant(results: Mapping) -> tuple[str, str]:
     no STN, or λ = 0. Keys missing from the run's flat config take the library's defaults
     (both learned).
     """
-    if results["method"] not in STN_METHODS or float(results["lambda"]) == 0:
+    if result.method not in STN_METHODS or result.lambda_ == 0:
         return NOT_APPLICABLE, NOT_APPLICABLE
-    config = results.get("config") if isinstance(results.get("config"), dict) else {}
+    config = result.config
     alpha = "learned"
     if not config.get("loss.learn_alpha", True):
         from balanced_align.module import DEFAULTS
@@ -193,9 +196,9 @@ def _setting_names(by: Sequence[tuple[str, str | None]]) -> list[str]:
     return [s if short.count(s) == 1 else key for s, (key, _) in zip(short, by)]
 
 
-def setting(results: Mapping, by: Sequence[tuple[str, str | None]], path="") -> str:
+def setting(result: RunResult, by: Sequence[tuple[str, str | None]], path="") -> str:
     """``"landmark_noise=4"``-style text of a run's values of the ``by`` config keys."""
-    config = results.get("config") if isinstance(results.get("config"), dict) else {}
+    config = result.config
     parts = []
     for name, (key, default) in zip(_setting_names(by), by):
         if key in config:
@@ -237,35 +240,35 @@ def _natural_key(column: pd.Series) -> pd.Series:
 
 
 def run_row(
-    results: Mapping,
+    result: RunResult,
     path: str | os.PathLike,
     stage: str = "auto",
     by: Sequence[tuple[str, str | None]] = (),
 ) -> dict:
-    """One runs-table row from a loaded ``results.json`` (``by``: see :func:`parse_by`)."""
+    """One runs-table row from a read ``results.json`` (``by``: see :func:`parse_by`)."""
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
-    test, val = results.get("test") or {}, results.get("val") or {}
+    test, val = result.test, result.val
     chosen = stage if stage != "auto" else ("test" if test else "val")
     metrics = test if chosen == "test" else val
     if not metrics:
         what = "neither test nor val metrics" if stage == "auto" else f"no {stage} metrics"
         raise ValueError(f"{path}: {what}")
-    method = str(results["method"])
-    grid = results.get("tps_grid_size") if method == "tps" else None
+    method = result.method
+    grid = result.tps_grid_size if method == "tps" else None
     row = {
         "method": method,
-        "tps_grid_size": None if grid is None else int(grid),
-        "location": "none" if method == "none" else str(results["location"]),
-        "lambda": float(results["lambda"]),
-        **dict(zip(("alpha", "template"), alignment_variant(results))),
-        "setting": setting(results, by, path),
+        "tps_grid_size": grid,
+        "location": "none" if method == "none" else result.location,
+        "lambda": result.lambda_,
+        **dict(zip(("alpha", "template"), alignment_variant(result))),
+        "setting": setting(result, by, path),
         "method_name": method_name(method, grid),
-        "seed": int(results["seed"]),
+        "seed": result.seed,
         "stage": chosen,
     }
     if row["template"] == FIXED_LEARNED_TEMPLATE:
-        row["template_checkpoint"] = str(results["config"]["loss.template_checkpoint"])
+        row["template_checkpoint"] = str(result.config["loss.template_checkpoint"])
     for name, value in metrics.items():
         row[name] = _number(value)
     row["run_dir"] = str(Path(path).parent)
@@ -281,7 +284,15 @@ def metric_columns(columns: Iterable[str]) -> list[str]:
 
 
 def runs_table(paths, stage: str = "auto", by: Iterable[str] = ()) -> pd.DataFrame:
-    """One row per run found under ``paths`` (see :func:`find_results`).
+    """One row per readable run found under ``paths`` (see :func:`read_runs`, which warns
+    about the unreadable ones); the columns are :func:`table_of_runs`'."""
+    return table_of_runs(read_runs(paths)[0], stage, by)
+
+
+def table_of_runs(
+    runs: Sequence[tuple[Path, RunResult]], stage: str = "auto", by: Iterable[str] = ()
+) -> pd.DataFrame:
+    """One row per (path, result) of ``runs``.
 
     Columns: method, tps_grid_size (nullable int), location ("none" without alignment),
     lambda, alpha, template (see :func:`alignment_variant`; numbered ``T_fix†1``, ``T_fix†2``,
@@ -293,7 +304,7 @@ def runs_table(paths, stage: str = "auto", by: Iterable[str] = ()) -> pd.DataFra
     (numbers as numbers), seed.
     """
     by = parse_by(by)
-    rows = [run_row(load_results(p), p, stage, by) for p in find_results(paths)]
+    rows = [run_row(result, path, stage, by) for path, result in runs]
     table = pd.DataFrame(rows)
     for metric in HEAD_METRICS:
         if metric not in table:
@@ -439,6 +450,8 @@ class Report:
     figures: dict[str, Figure] = field(default_factory=dict)
     stage: str = "auto"
     sources: list[Path] = field(default_factory=list)
+    #: results.json files that could not be read (left out of every table)
+    skipped: list[SkippedRun] = field(default_factory=list)
 
     def markdown(self, figure_files: Mapping[str, str] | None = None) -> str:
         """report.md's text; ``figure_files`` maps figure names to relative image paths."""
@@ -449,6 +462,7 @@ class Report:
             f"{len(self.runs)} runs in {len(self.summary)} groups, from: "
             + ", ".join(f"`{s}`" for s in self.sources),
             "",
+            *self._skipped_note(),
             f"Metrics of the {' and '.join(splits)} split(s) (stage={self.stage}: the test "
             "split where a run has it, else validation). ANME: lower = stronger alignment; "
             "'ANME failed': fraction of evaluation landmarks whose inverse warp did not "
@@ -479,6 +493,14 @@ class Report:
         runs = self.runs[columns].assign(run_dir=[Path(p).name for p in self.runs["run_dir"]])
         lines += ["## Runs", "", markdown_table(runs), ""]
         return "\n".join(lines)
+
+    def _skipped_note(self) -> list[str]:
+        """The unreadable runs, named, with why (e.g. a results.json truncated by a kill)."""
+        if not self.skipped:
+            return []
+        lines = [f"**{len(self.skipped)} unreadable run(s) skipped:**", ""]
+        lines += [f"- {run.reason}" for run in self.skipped]  # each reason names its file
+        return [*lines, ""]
 
     def _template_legend(self) -> list[str]:
         """Which checkpoint each T_fix† template came from."""
@@ -538,7 +560,7 @@ def group_label(row) -> str:
 def _best_checkpoint(run_dir: Path) -> Path:
     """A run's ``best_checkpoint``; in ``run_dir/checkpoints`` if the tree has moved."""
     results_path = run_dir / "results.json"
-    recorded = load_results(results_path).get("best_checkpoint")
+    recorded = RunResult.from_json(results_path).best_checkpoint
     candidates = [Path(recorded), run_dir / "checkpoints" / Path(recorded).name] if recorded else []
     for candidate in candidates:
         if candidate.is_file():
@@ -628,12 +650,13 @@ def build_report(paths, stage: str = "auto", faces: int = 0, by: Iterable[str] =
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    runs = runs_table(paths, stage, by)
+    readable, skipped = read_runs(paths)
+    runs = table_of_runs(readable, stage, by)
     summary = summary_table(runs)
     figures = study_figures(summary)
     if faces:
         figures["aligned_by_method"] = aligned_by_method(runs, faces)
-    return Report(runs, summary, figures, stage, [Path(p) for p in paths])
+    return Report(runs, summary, figures, stage, [Path(p) for p in paths], skipped)
 
 
 def write_report(report: Report, out: str | os.PathLike) -> dict[str, Path]:
@@ -741,7 +764,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"report: error: {err}", file=sys.stderr)
         return 2
     print(markdown_table(summary_display(report.summary)))
-    print(f"\n{len(report.runs)} runs; wrote {', '.join(sorted(written))} to {args.out}")
+    skipped = f", {len(report.skipped)} unreadable run(s) skipped" if report.skipped else ""
+    print(f"\n{len(report.runs)} runs{skipped}; wrote {', '.join(sorted(written))} to {args.out}")
+    for run in report.skipped:
+        print(f"skipped: {run.reason}")
     if args.wandb:
         import wandb
 

@@ -19,8 +19,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from balanced_align.data.validation import BAD_SAMPLE_POLICIES
 from balanced_align.models import LANDMARK_METHODS
 from balanced_align.module import DEFAULTS, BalancedAlignModule, merge_config, validate_config
+from balanced_align.run_result import RESULTS_FILE, RunResult, RunResultError
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,25 @@ def validate(cfg: DictConfig) -> None:
     validate_config(**merged)
     if not isinstance(cfg.get("seed"), int):
         raise ValueError(f"seed must be an integer, got {cfg.get('seed')!r}")
+    _validate_trainer_and_data(cfg)
+
+
+def _validate_trainer_and_data(cfg: DictConfig) -> None:
+    """Values that Lightning or a data source would accept and then train nothing with."""
+    max_epochs = cfg.trainer.get("max_epochs")
+    max_steps = cfg.trainer.get("max_steps")
+    for key, value in (("max_epochs", max_epochs), ("max_steps", max_steps)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"trainer.{key} must be an integer, got {value!r}")
+        if value is not None and value != -1 and value < 1:
+            raise ValueError(
+                f"trainer.{key} must be >= 1 (or -1: no limit), got {value}: nothing would train"
+            )
+    policy = cfg.data.get("on_bad_sample")
+    if policy is not None and policy not in BAD_SAMPLE_POLICIES:
+        raise ValueError(
+            f"data.on_bad_sample must be one of {list(BAD_SAMPLE_POLICIES)}, got {policy!r}"
+        )
 
 
 def needs_landmarks(cfg: DictConfig) -> str | None:
@@ -149,6 +170,12 @@ def _run(cfg: DictConfig) -> float | None:
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    results_path = output_dir / RESULTS_FILE
+    if cfg.get("resume_sweep"):
+        done = completed_result(results_path, flatten(plain(cfg)))
+        if done is not None:
+            log.info("resume_sweep: %s is complete; this job is skipped", results_path)
+            return _optimized_metric(cfg, done.val, done.test)
 
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
@@ -203,33 +230,78 @@ def _run(cfg: DictConfig) -> float | None:
         if results:
             test_metrics = {k.removeprefix("test/"): _finite(v) for k, v in results[0].items()}
 
-    results = {
-        "run": f"{cfg.align.method}@{cfg.align.location} λ={cfg.loss['lambda']} seed={cfg.seed}",
-        "method": cfg.align.method,
-        "tps_grid_size": cfg.align.tps_grid_size if cfg.align.method == "tps" else None,
-        "location": cfg.align.location,
-        "lambda": float(cfg.loss["lambda"]),
-        "seed": int(cfg.seed),
-        "val": val_metrics,
-        "test": test_metrics,
-        "best_checkpoint": best_path,
-        "epochs": trainer.current_epoch,
-        "global_step": trainer.global_step,
-        "wall_time_s": time.perf_counter() - start,
-        "config": flat_config,
-    }
-    results_path = output_dir / "results.json"
-    results["results_path"] = str(results_path)
+    result = RunResult(
+        run=f"{cfg.align.method}@{cfg.align.location} λ={cfg.loss['lambda']} seed={cfg.seed}",
+        method=cfg.align.method,
+        tps_grid_size=cfg.align.tps_grid_size if cfg.align.method == "tps" else None,
+        location=cfg.align.location,
+        lambda_=float(cfg.loss["lambda"]),
+        seed=int(cfg.seed),
+        val=val_metrics,
+        test=test_metrics,
+        best_checkpoint=best_path,
+        epochs=trainer.current_epoch,
+        global_step=trainer.global_step,
+        wall_time_s=time.perf_counter() - start,
+        config=flat_config,
+        results_path=str(results_path),
+    )
     if trainer.is_global_zero:
-        results_path.write_text(json.dumps(results, indent=2, default=str))
-        _print_summary(results)
+        result.to_json(results_path)  # atomic: a kill mid-write leaves no truncated file
+        _print_summary(result.to_dict())
     _finish_wandb(loggers, val_metrics, test_metrics)
 
+    return _optimized_metric(cfg, val_metrics, test_metrics)
+
+
+def _optimized_metric(cfg: DictConfig, val_metrics: dict, test_metrics: dict) -> float | None:
+    """The value of ``cfg.optimized_metric`` (``"val/rank1"``-style), for sweepers."""
     metric = cfg.get("optimized_metric")
     if metric:
         stage, _, name = metric.partition("/")
         return {"val": val_metrics, "test": test_metrics}.get(stage, {}).get(name)
     return None
+
+
+#: flat config keys that may differ between a sweep and its re-launch with resume_sweep=true
+RESUME_IGNORED = (
+    "resume_sweep",
+    "paths.",
+    "logger.",
+    "trainer.default_root_dir",
+    "callbacks.model_checkpoint.dirpath",
+)
+
+
+def completed_result(results_path: Path, flat_config: dict) -> RunResult | None:
+    """The run's complete ``results.json``, or None when the job must run (again).
+
+    A missing or unreadable file (e.g. truncated by a kill) means the job did not finish.
+    A complete file written by a different config (the job number now names other
+    overrides) raises ValueError naming the file and the keys: running the job would
+    overwrite another experiment's result. Keys of :data:`RESUME_IGNORED` (output paths,
+    loggers) are not compared.
+    """
+    if not results_path.exists():
+        return None
+    try:
+        done = RunResult.from_json(results_path)
+    except RunResultError as err:
+        log.warning("resume_sweep: %s; running the job again", err)
+        return None
+
+    def compared(config: dict) -> dict:
+        return {k: v for k, v in config.items() if not k.startswith(RESUME_IGNORED)}
+
+    before, now = compared(done.config), compared(json.loads(json.dumps(flat_config, default=str)))
+    differ = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+    if differ:
+        shown = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in differ[:5])
+        raise ValueError(
+            f"resume_sweep: {results_path} was written by another config ({shown}"
+            f"{', …' if len(differ) > 5 else ''}); use a new hydra.sweep.dir or move it away"
+        )
+    return done
 
 
 def _finish_wandb(loggers: list, val_metrics: dict, test_metrics: dict) -> None:

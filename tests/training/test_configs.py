@@ -98,6 +98,13 @@ def test_data_config_instantiates(tmp_path):
         (["align=fullalign"], "align.method=fullalign has no learned warp"),
         (["+loss.lamda=3"], "unknown config key 'loss.lamda'"),
         (["optim.lr=-0.1"], "optim.lr must be a number >= 0"),
+        # Lightning would fit nothing and the job would exit 0 with empty metrics
+        (["trainer.max_epochs=0"], r"trainer\.max_epochs must be >= 1"),
+        (["trainer.max_epochs=-2"], r"trainer\.max_epochs must be >= 1"),
+        (["+trainer.max_steps=0"], r"trainer\.max_steps must be >= 1"),
+        (["trainer.max_epochs=1.5"], r"trainer\.max_epochs must be an integer"),
+        # SynthFaces never reads files, so no data source would ever check the policy
+        (["data.on_bad_sample=ignore"], r"data\.on_bad_sample must be one of \['raise', 'skip'\]"),
     ],
 )
 def test_bad_config_values_fail_with_their_key(overrides, message):
