@@ -265,7 +265,7 @@ class FaceEmbedder:
             pixels = None
             if landmarks is not None:
                 pixels = self._pixel_landmarks(landmarks[i], i)
-                points.append(pixel_to_normalized(torch.from_numpy(pixels), image.shape[:2]))
+                points.append(pixel_to_normalized(torch.tensor(pixels), image.shape[:2]))
             resized, _ = resize_face(image, None, self.info.input_size)
             tensors.append(to_tensor(resized)[0])
         return torch.stack(tensors), (torch.stack(points) if points else None)
