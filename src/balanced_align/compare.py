@@ -13,8 +13,8 @@ every image of the second, as CSV rows ``a, b, cosine, decision`` (to ``--out`` 
 The threshold is ``--threshold``, else the one stored in the ONNX file by
 ``python -m balanced_align.export --calibrate-lfw …`` (or ``--threshold``); without either
 only the similarity is reported. Landmark-driven models (``align=affine2d|fullalign``) take
-``--landmarks-a`` / ``--landmarks-b`` tables keyed by the path relative to the folder (for a
-single image: its folder).
+``--landmarks`` (for ``a``) and ``--landmarks-b`` tables keyed by the path relative to the
+folder (for a single image: its folder).
 """
 
 from __future__ import annotations
@@ -81,15 +81,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", help="CSV of the scores (folders; default: stdout)")
     parser.add_argument("--landmarks-b", help="landmark table of b (landmark-driven methods)")
     add_model_arguments(parser)
-    parser.set_defaults(landmarks_a=None)
     args = parser.parse_args(argv)
-    args.landmarks_a = args.landmarks  # --landmarks is the table of a
 
     embedder = build_embedder(args)
     threshold = args.threshold if args.threshold is not None else embedder.threshold
     a, b = Path(args.a), Path(args.b)
     conv = args.landmark_convention
-    paths_a, emb_a = _side(embedder, a, args.landmarks_a, conv, "--landmarks")
+    paths_a, emb_a = _side(embedder, a, args.landmarks, conv, "--landmarks")
     paths_b, emb_b = _side(embedder, b, args.landmarks_b, conv, "--landmarks-b")
     scores = (emb_a @ emb_b.T).numpy().astype(np.float64)
     if a.is_file() and b.is_file():
