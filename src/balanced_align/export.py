@@ -214,7 +214,7 @@ def calibrate_lfw(embedder: FaceEmbedder, pairs_file: str | Path, root: str | Pa
     protocol's best-accuracy squared-distance threshold of each fold, their median d²,
     as cosine 1 − d²/2. Returns ``{"threshold", "accuracy", "accuracy_std", "pairs"}``."""
     from balanced_align.data.formats import read_lfw_pairs
-    from balanced_align.evaluation.verification import contiguous_folds, verification_accuracy
+    from balanced_align.evaluation.verification import verification_accuracy
 
     if embedder.needs_landmarks:
         raise ValueError(
@@ -223,8 +223,10 @@ def calibrate_lfw(embedder: FaceEmbedder, pairs_file: str | Path, root: str | Pa
         )
     pairs = read_lfw_pairs(pairs_file, root)  # every listed image must exist
     folds = pairs.folds
-    if np.unique(folds).size < 2:  # a one-set (View 1) file: contiguous folds
-        folds = contiguous_folds(len(pairs.issame), 10)
+    if np.unique(folds).size < 2:
+        # a one-set (View 1) file lists all matched pairs before the mismatched ones:
+        # contiguous folds would each hold one kind only, so deal the pairs round-robin
+        folds = np.arange(len(pairs.issame)) % 10
     rows = []
     for start in range(0, pairs.num_images, embedder.batch_size):
         rows.append(embedder([str(p) for p in pairs.paths[start : start + embedder.batch_size]]))
