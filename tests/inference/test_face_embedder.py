@@ -115,3 +115,15 @@ def test_bad_inputs_are_named(tmp_path):
         embedder([np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8)])
     with pytest.raises(FileNotFoundError, match=r"nothere\.png"):
         embedder(str(tmp_path / "nothere.png"))
+
+
+def test_bf16_precision_stays_close_to_float32(tmp_path, faces):
+    ckpt = save_checkpoint(tiny_module("stn_tps8", "fmap"), tmp_path / "m.ckpt")
+    images = [f.image for f in faces]
+    full = FaceEmbedder.from_checkpoint(ckpt)(images)
+    half = FaceEmbedder.from_checkpoint(ckpt, precision="bf16")(images)
+    assert half.dtype == torch.float32
+    cosine = (full * half).sum(dim=1)
+    assert float(cosine.min()) > 0.98 and not torch.equal(full, half)
+    with pytest.raises(ValueError, match="precision=16 needs a CUDA"):
+        FaceEmbedder.from_checkpoint(ckpt, precision="16")
