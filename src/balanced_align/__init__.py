@@ -9,4 +9,8 @@ def __getattr__(name: str):
         from balanced_align.module import BalancedAlignModule
 
         return BalancedAlignModule
+    if name == "FaceEmbedder":
+        from balanced_align.inference import FaceEmbedder
+
+        return FaceEmbedder
     raise AttributeError(name)
