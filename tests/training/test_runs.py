@@ -6,10 +6,18 @@ import pytest
 import torch
 
 from balanced_align.training import run
+from tests.data_paths import ASSET_ATT
 from tests.training_helpers import TINY, compose_train
 
 METHODS = ["stn_affine", "stn_proj", "stn_tps2", "stn_tps8"]
 EXPECTED = {"rank1", "verif_acc", "verif_auc", "anme"}
+#: the 12 AT&T identities in tests/assets, split 6 train / 3 val / 3 test
+ATT_FOLDER = [
+    "data=folder",
+    f"data.root={ASSET_ATT}",
+    "data.val_fraction_identities=0.25",
+    "data.test_fraction_identities=0.25",
+]
 
 
 def _run(tmp_path, overrides):
@@ -73,15 +81,15 @@ def test_bf16_mixed_cpu_run(tmp_path):
     assert 0.0 <= results["test"]["rank1"] <= 1.0
 
 
-def test_landmarks_required_but_absent(tmp_path, shared_data):
-    overrides = ["data=folder", f"data.root={shared_data / 'att_faces'}", "loss.lambda=3"]
+def test_landmarks_required_but_absent(tmp_path):
+    overrides = [*ATT_FOLDER, "loss.lambda=3"]
     cfg = compose_train(TINY[:5] + overrides + TINY[-6:], output_dir=tmp_path)
     with pytest.raises(ValueError, match=r"has no landmarks, but loss\.lambda=3\.0 > 0"):
         run(cfg)
 
 
-def test_landmark_baseline_on_a_source_without_landmarks(tmp_path, shared_data):
-    overrides = ["data=folder", f"data.root={shared_data / 'att_faces'}", "align=fullalign"]
+def test_landmark_baseline_on_a_source_without_landmarks(tmp_path):
+    overrides = [*ATT_FOLDER, "align=fullalign"]
     cfg = compose_train([*TINY[:5], *overrides, "loss.lambda=0", *TINY[-6:]], output_dir=tmp_path)
     with pytest.raises(ValueError, match=r"has no landmarks, but align\.method=fullalign"):
         run(cfg)
@@ -100,9 +108,9 @@ def test_resume_from_checkpoint_continues_training(tmp_path):
     )
 
 
-def test_plain_stn_on_a_source_without_landmarks(tmp_path, shared_data):
+def test_plain_stn_on_a_source_without_landmarks(tmp_path):
     """λ = 0 needs no landmarks: no template, no ANME, the run completes."""
-    overrides = ["data=folder", f"data.root={shared_data / 'att_faces'}", "loss.lambda=0"]
+    overrides = [*ATT_FOLDER, "loss.lambda=0"]
     cfg = compose_train([*TINY[:5], *overrides, *TINY[-6:]], output_dir=tmp_path)
     run(cfg)
     results = json.loads((tmp_path / "results.json").read_text())
