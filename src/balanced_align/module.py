@@ -24,6 +24,7 @@ from torch import Tensor
 
 from balanced_align.data.schema import get_schema
 from balanced_align.evaluation import EmbeddingCollector, anme, evaluate_protocol
+from balanced_align.evaluation.anme import UndefinedANMEError
 from balanced_align.evaluation.embeddings import flip_tta_embeddings
 from balanced_align.losses import AlignmentLoss, build_param_groups
 from balanced_align.models import (
@@ -519,10 +520,11 @@ class BalancedAlignModule(L.LightningModule):
 
     def _anme(self, metric: str, points: Tensor, valid: Tensor, stage: str) -> float:
         """ANME of aligned ``points`` (N, S, 2) where ``valid`` (N, S); NaN, with a warning
-        naming ``stage/metric``, where undefined (e.g. no face whose eyes inverted)."""
+        naming ``stage/metric``, where undefined (e.g. no face whose eyes inverted). Any other
+        problem (wrong shapes, a landmark count that is not the schema's) raises."""
         try:
             return anme(points, self.schema, valid=valid)
-        except ValueError as error:
+        except UndefinedANMEError as error:
             log.warning("%s/%s is undefined: %s", stage, metric, error)
             return float("nan")
 
