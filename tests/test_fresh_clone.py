@@ -102,3 +102,20 @@ def test_without_shared_data_its_tests_skip_saying_where_it_comes_from():
     assert re.search(r"\b1 passed, 1 skipped\b", done.stdout), done.stdout
     assert "SKIPPED" in done.stdout and f"{NO_SHARED_ENV} is set" in done.stdout
     assert Path("../shared/data").as_posix() in done.stdout
+
+
+def test_design_references_point_at_sections_that_exist():
+    """Code and docs cite "docs/design.md §N" (or §N.M); each such section must exist."""
+    design = (REPO_ROOT / "docs" / "design.md").read_text()
+    sections = set(re.findall(r"^##+ (\d+(?:\.\d+)?)\.? ", design, flags=re.MULTILINE))
+    cited = set()
+    roots = [REPO_ROOT / "src", REPO_ROOT / "tests", REPO_ROOT / "conf", REPO_ROOT / "docs"]
+    files = [REPO_ROOT / "README.md", *(p for r in roots for p in r.rglob("*") if p.is_file())]
+    for path in files:
+        if path.suffix not in {".py", ".md", ".yaml", ".ipynb"}:
+            continue
+        for match in re.finditer(r"design\.md §(\d+(?:\.\d+)?)(?:–(\d+))?", path.read_text()):
+            cited.add(match.group(1))
+            if match.group(2):
+                cited.add(match.group(2))
+    assert cited and cited <= sections, sorted(cited - sections)

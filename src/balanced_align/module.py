@@ -2,7 +2,7 @@
 
 It owns the recognizer (IR-ResNet with an STN at the input, at the stage-0 feature map, or
 none), the margin head and the alignment loss, and trains L = L_fr + λ·L_align
-(DESIGN §1). Validation and test embed the evaluation set with flip TTA, gather the rows
+(docs/design.md §1). Validation and test embed the evaluation set with flip TTA, gather the rows
 across ranks, and run the protocols the data module describes (verification, MegaFace-style
 rank-1, rank-1 per |yaw| bin, ANME of the alignment the model applies).
 
@@ -333,7 +333,7 @@ class BalancedAlignModule(L.LightningModule):
         return self.recognizer(images).embedding
 
     def embed(self, images: Tensor) -> Tensor:
-        """Flip-TTA embeddings, L2-normalised (DESIGN §5)."""
+        """Flip-TTA embeddings, L2-normalised (docs/design.md §5)."""
         return flip_tta_embeddings(self, images)
 
     def aligned_landmarks(self, params: Tensor | None, landmarks: Tensor):

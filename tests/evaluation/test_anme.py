@@ -20,7 +20,7 @@ def _faces(n=40, s=68, seed=0):
 
 
 def _numpy_anme(x):
-    """Direct formula of DESIGN §1, written with loops."""
+    """Direct formula of docs/design.md §1, written with loops."""
     n, s, _ = x.shape
     pupils = [(x[i, 36:42].mean(0), x[i, 42:48].mean(0)) for i in range(n)]
     d = np.mean([np.linalg.norm(left - right) for left, right in pupils])

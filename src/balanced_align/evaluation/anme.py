@@ -1,4 +1,4 @@
-"""ANME: average normalised mean error of the aligned landmarks (DESIGN §1).
+"""ANME: average normalised mean error of the aligned landmarks (docs/design.md §1).
 
     ANME = 1/(N|S|) Σ_s Σ_i ‖y_i^s − ȳ^s‖₂ / d
 
