@@ -2,7 +2,7 @@
 
 It owns the recognizer (IR-ResNet with an STN at the input, at the stage-0 feature map, or
 none), the margin head and the alignment loss, and trains L = L_fr + λ·L_align
-(DESIGN §1). Validation and test embed the evaluation set with flip TTA, gather the rows
+(docs/design.md §1). Validation and test embed the evaluation set with flip TTA, gather the rows
 across ranks, and run the protocols the data module describes (verification, MegaFace-style
 rank-1, rank-1 per |yaw| bin, ANME of the alignment the model applies).
 
@@ -24,6 +24,7 @@ from torch import Tensor
 
 from balanced_align.data.schema import get_schema
 from balanced_align.evaluation import EmbeddingCollector, anme, evaluate_protocol
+from balanced_align.evaluation.anme import UndefinedANMEError
 from balanced_align.evaluation.embeddings import flip_tta_embeddings
 from balanced_align.losses import AlignmentLoss, build_param_groups
 from balanced_align.models import (
@@ -332,7 +333,7 @@ class BalancedAlignModule(L.LightningModule):
         return self.recognizer(images).embedding
 
     def embed(self, images: Tensor) -> Tensor:
-        """Flip-TTA embeddings, L2-normalised (DESIGN §5)."""
+        """Flip-TTA embeddings, L2-normalised (docs/design.md §5)."""
         return flip_tta_embeddings(self, images)
 
     def aligned_landmarks(self, params: Tensor | None, landmarks: Tensor):
@@ -519,10 +520,11 @@ class BalancedAlignModule(L.LightningModule):
 
     def _anme(self, metric: str, points: Tensor, valid: Tensor, stage: str) -> float:
         """ANME of aligned ``points`` (N, S, 2) where ``valid`` (N, S); NaN, with a warning
-        naming ``stage/metric``, where undefined (e.g. no face whose eyes inverted)."""
+        naming ``stage/metric``, where undefined (e.g. no face whose eyes inverted). Any other
+        problem (wrong shapes, a landmark count that is not the schema's) raises."""
         try:
             return anme(points, self.schema, valid=valid)
-        except ValueError as error:
+        except UndefinedANMEError as error:
             log.warning("%s/%s is undefined: %s", stage, metric, error)
             return float("nan")
 

@@ -1,7 +1,5 @@
 """FaceDataModule: batch layout, disjoint identities, worker-independent evaluation, T_fix."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -9,8 +7,7 @@ import torch
 from balanced_align.data.datamodule import FaceDataModule, collate_samples
 from balanced_align.data.schema import LMK84
 from balanced_align.data.validation import DataConfigurationError
-
-ATT = Path(__file__).parents[2] / ".." / "shared" / "data" / "att_faces"
+from tests.data_paths import ASSET_ATT as ATT
 
 SYNTH = dict(
     dataset="synthfaces",
@@ -118,20 +115,20 @@ def test_folder_datamodule_on_att_faces():
         dataset="folder",
         root=str(ATT),
         image_size=64,
-        val_fraction_identities=0.2,
-        test_fraction_identities=0.2,
+        val_fraction_identities=0.25,
+        test_fraction_identities=0.25,
         val_num_pairs=100,
         test_num_pairs=100,
         batch_size=16,
         num_workers=0,
     )
-    assert dm.num_classes == 24 and not dm.has_landmarks and dm.schema is None
+    assert dm.num_classes == 6 and not dm.has_landmarks and dm.schema is None
     batch = next(iter(dm.train_dataloader()))
     assert batch["image"].shape == (16, 3, 64, 64) and not batch["has_landmarks"].any()
     train = {dm.train_records[i].meta["identity"] for i in range(len(dm.train_records))}
     val = _identities(dm.evaluation_items("val"))
     test = _identities(dm.evaluation_items("test"))
-    assert (len(train), len(val), len(test)) == (24, 8, 8)
+    assert (len(train), len(val), len(test)) == (6, 3, 3)
     assert not train & val and not train & test and not val & test
     with pytest.raises(DataConfigurationError, match=r"ImageFolderSource\(.*has no landmarks"):
         dm.mean_frontal_landmarks()

@@ -1,14 +1,11 @@
 """FaceDataModule in shards mode: streams tar shards, evaluates on SynthFaces or a folder."""
 
-from pathlib import Path
-
 import torch
 
 from balanced_align.data.datamodule import FaceDataModule
 from balanced_align.data.shards import ShardLoader, convert_to_shards
 from balanced_align.data.synthfaces import SynthFaces
-
-ATT = Path(__file__).resolve().parents[3] / "shared" / "data" / "att_faces"
+from tests.data_paths import ASSET_ATT as ATT
 
 
 def _dm(tmp_path, **kw):
@@ -56,4 +53,4 @@ def test_shards_mode(tmp_path):
 def test_shards_mode_folder_eval(tmp_path):
     dm = _dm(tmp_path, root=str(ATT))
     dm.setup("fit")
-    assert len(dm.evaluation_items("val")) + len(dm.evaluation_items("test")) == 400
+    assert len(dm.evaluation_items("val")) + len(dm.evaluation_items("test")) == 120

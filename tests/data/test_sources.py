@@ -18,15 +18,21 @@ from balanced_align.data.sources import (
     write_landmark_table,
     write_pts,
 )
-
-DATA = Path(__file__).parents[2] / ".." / "shared" / "data"
-HELEN = DATA / "landmarks68" / "helen_test"
-ATT = DATA / "att_faces"
+from tests.data_paths import ASSET_ATT as ATT
+from tests.data_paths import ASSET_HELEN as HELEN
 
 
 def test_every_helen_pts_parses_inside_the_image_with_plausible_eyes():
-    files = sorted(HELEN.glob("*.pts"))
-    assert len(files) == 330
+    _check_helen_pts(HELEN, 8)
+
+
+def test_every_shared_helen_pts_parses(shared_data):
+    _check_helen_pts(shared_data / "landmarks68" / "helen_test", 330)
+
+
+def _check_helen_pts(folder: Path, count: int) -> None:
+    files = sorted(folder.glob("*.pts"))
+    assert len(files) == count
     for path in files:
         raw = read_pts(path)
         assert raw.shape == (68, 2), path
@@ -39,7 +45,7 @@ def test_every_helen_pts_parses_inside_the_image_with_plausible_eyes():
 
 def test_helen_as_pts_folder_source():
     source = PtsFolderSource(HELEN)
-    assert len(source) == 330 and source.schema is IBUG68 and source.has_landmarks
+    assert len(source) == 8 and source.schema is IBUG68 and source.has_landmarks
     assert source.skipped.count == 0 and (source.labels == -1).all()
     record = source[5]
     assert record.image.shape == (256, 256, 3) and record.image.dtype == np.uint8
@@ -49,12 +55,12 @@ def test_helen_as_pts_folder_source():
     np.testing.assert_array_equal(record.image, cv2.imread(record.source)[:, :, ::-1])
 
 
-def test_att_faces_loads_as_40_identities_of_10_rgb_images():
+def test_att_faces_loads_as_12_identities_of_10_rgb_images():
     source = ImageFolderSource(ATT)
-    assert len(source) == 400 and source.num_classes == 40 and not source.has_landmarks
-    assert source.classes == sorted(f"s{i}" for i in range(1, 41))
-    np.testing.assert_array_equal(np.bincount(source.labels), np.full(40, 10))
-    for index in (0, 123, 399):
+    assert len(source) == 120 and source.num_classes == 12 and not source.has_landmarks
+    assert source.classes == sorted(f"s{i}" for i in range(1, 13))
+    np.testing.assert_array_equal(np.bincount(source.labels), np.full(12, 10))
+    for index in (0, 73, 119):
         record = source[index]
         assert record.image.shape == (112, 92, 3) and record.image.dtype == np.uint8
         grey = cv2.imread(record.source, cv2.IMREAD_GRAYSCALE)
@@ -113,7 +119,7 @@ def test_image_folder_with_landmark_table(tmp_path, suffix, convention, shift):
 
 def test_record_subset_relabels():
     source = ImageFolderSource(ATT)
-    rows = np.flatnonzero(np.isin(source.labels, [3, 7, 30]))
+    rows = np.flatnonzero(np.isin(source.labels, [3, 7, 10]))
     subset = RecordSubset(source, rows)
     assert len(subset) == 30 and subset.num_classes == 3
     np.testing.assert_array_equal(np.unique(subset.labels), [0, 1, 2])

@@ -1,7 +1,5 @@
 """Landmark-aware transforms: flips, affine jitter and to_tensor keep landmarks on content."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -17,8 +15,7 @@ from balanced_align.data.transforms import (
     to_tensor,
 )
 from balanced_align.data.validation import read_image
-
-HELEN = Path(__file__).parents[2] / ".." / "shared" / "data" / "landmarks68" / "helen_test"
+from tests.data_paths import ASSET_HELEN as HELEN
 
 NO_JITTER = JitterConfig(flip_p=0.0, affine_p=0.0, color_p=0.0, blur_p=0.0)
 FLIP_ONLY = JitterConfig(flip_p=1.0, affine_p=0.0, color_p=0.0, blur_p=0.0)

@@ -20,8 +20,7 @@ from balanced_align.data.validation import (
     read_image,
     require_landmarks,
 )
-
-ATT = Path(__file__).parents[2] / ".." / "shared" / "data" / "att_faces"
+from tests.data_paths import ASSET_ATT as ATT
 
 
 def _image(seed=0, size=(24, 20)):

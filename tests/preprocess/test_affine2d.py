@@ -26,9 +26,7 @@ from balanced_align.preprocess.affine2d import (
     cv2_to_corner,
 )
 from balanced_align.preprocess.cli import affine2d_main
-
-DATA = Path(__file__).parents[2] / ".." / "shared" / "data"
-HELEN = DATA / "landmarks68" / "helen_test"
+from tests.data_paths import ASSET_HELEN as HELEN
 
 # The published ArcFace / insightface template (112 x 112, 0-based pixel centres).
 ARCFACE = np.array(
@@ -124,7 +122,7 @@ def _lsq_similarity_residuals(source: np.ndarray, target: np.ndarray) -> np.ndar
     return np.abs(a * zs + b - zt)
 
 
-def test_every_helen_face_lands_near_the_template():
+def test_every_helen_face_lands_near_the_template(shared_data):
     """All 330 HELEN test faces (iBUG-68, one_based .pts).
 
     Measured on all 330: distance of the transformed five points to the 112 template,
@@ -136,7 +134,7 @@ def test_every_helen_face_lands_near_the_template():
     move points by tens of pixels. Optimality is checked against an independent
     least-squares fit.
     """
-    source = PtsFolderSource(HELEN)
+    source = PtsFolderSource(shared_data / "landmarks68" / "helen_test")
     assert len(source) == 330
     template = affine2d_template(112)
     distances = []
@@ -197,7 +195,7 @@ def test_cli_with_pts_writes_crops_table_and_failures(tmp_path):
 
 
 def test_cli_with_table_makes_an_image_folder_source(tmp_path):
-    names = [p.stem for p in sorted(HELEN.glob("*.jpg"))[5:9]]
+    names = [p.stem for p in sorted(HELEN.glob("*.jpg"))[4:8]]
     rows = {}
     for person, group in (("p1", names[:2]), ("p2", names[2:])):
         for name in group:

@@ -1,4 +1,4 @@
-"""Face data: records, landmark schemas, sources, transforms, evaluation sets (DESIGN §4).
+"""Face data: records, landmark schemas, sources, transforms, evaluation sets (docs/design.md §4).
 
 Some names load on first access: ``SynthFaces`` (the generated data set),
 ``FaceDataModule`` (Lightning) and the evaluation-set builders (they import

@@ -1,4 +1,4 @@
-"""FaceDataModule: train / val / test face data with disjoint identities (DESIGN §4, §5).
+"""FaceDataModule: train / val / test face data with disjoint identities (docs/design.md §4, §5).
 
 The only Lightning-aware module of ``balanced_align.data``. Train items are
 FaceRecords turned into sample dicts by a :class:`FaceTransform` (see

@@ -1,4 +1,6 @@
-"""Deterministic evaluation sets: one item list plus an :class:`EvaluationProtocol` (DESIGN §5).
+"""Deterministic evaluation sets: one item list plus an :class:`EvaluationProtocol`.
+
+See docs/design.md §5.
 
 An evaluation set is a flat list of FaceRecords (row i = item i) whose labels number the
 identities *of this set* (probe identities first, then distractor identities), so that

@@ -1,4 +1,4 @@
-"""One face sample as every data source returns it (DESIGN §4)."""
+"""One face sample as every data source returns it (docs/design.md §4)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ class FaceRecord:
     """A face image with its annotations.
 
     image: (H, W, 3) uint8 RGB.
-    landmarks: (S, 2) float32 in continuous pixel coordinates (corner origin, DESIGN §2),
+    landmarks: (S, 2) float32 in continuous pixel coordinates (corner origin, docs/design.md §2),
         or None for sources without landmarks.
     label: identity index (int, >= 0).
     yaw, pitch, roll: head pose in degrees where known (NaN otherwise). Positive yaw turns

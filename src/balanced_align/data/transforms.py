@@ -1,6 +1,6 @@
 """Landmark-aware image transforms: resize, flip, affine/photometric jitter, to_tensor.
 
-Frames (DESIGN §2): records carry landmarks in corner-origin pixels (pixel j spans
+Frames (docs/design.md §2): records carry landmarks in corner-origin pixels (pixel j spans
 [j, j + 1)). albumentations keypoints use the OpenCV convention (pixel j's *centre* is
 at j: ``HorizontalFlip`` maps x → W − 1 − x, ``Affine`` rotates about ((W − 1)/2,
 (H − 1)/2)), so points are shifted by −0.5 before albumentations and +0.5 after; then a

@@ -1,4 +1,4 @@
-"""Evaluation protocols (DESIGN §5): verification, MegaFace identification, per-pose rank-1,
+"""Evaluation protocols (docs/design.md §5): verification, MegaFace identification, per-pose rank-1,
 ANME, flip-TTA embeddings, and torchmetrics collectors that gather across DDP ranks."""
 
 from balanced_align.evaluation.anme import anme, anme_per_landmark

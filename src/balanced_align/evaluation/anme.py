@@ -1,4 +1,4 @@
-"""ANME: average normalised mean error of the aligned landmarks (DESIGN §1).
+"""ANME: average normalised mean error of the aligned landmarks (docs/design.md §1).
 
     ANME = 1/(N|S|) Σ_s Σ_i ‖y_i^s − ȳ^s‖₂ / d
 
@@ -19,6 +19,11 @@ from torch import Tensor
 
 from balanced_align.data.schema import LandmarkSchema, get_schema
 from balanced_align.evaluation._inputs import as_tensor
+
+
+class UndefinedANMEError(ValueError):
+    """ANME has no value for these inputs: no valid face, no face with valid eye landmarks,
+    or a mean inter-pupil distance of 0 (every face collapsed to a point)."""
 
 
 def _prepare(aligned_landmarks, schema, valid) -> tuple[Tensor, Tensor, LandmarkSchema]:
@@ -45,7 +50,7 @@ def _prepare(aligned_landmarks, schema, valid) -> tuple[Tensor, Tensor, Landmark
     keep = mask.any(dim=1)
     y, mask = y[keep], mask[keep]
     if y.shape[0] == 0:
-        raise ValueError("aligned_landmarks: no (valid) faces to measure")
+        raise UndefinedANMEError("aligned_landmarks: no (valid) faces to measure")
     schema.check(torch.where(mask[..., None], y, torch.zeros_like(y)), "aligned_landmarks")
     return y, mask, schema
 
@@ -67,10 +72,14 @@ def anme_per_landmark(aligned_landmarks, schema, valid=None) -> Tensor:
     eyes = list(schema.left_eye) + list(schema.right_eye)
     eyes_ok = mask[:, eyes].all(dim=1)
     if not bool(eyes_ok.any()):
-        raise ValueError("aligned_landmarks: no face has valid eye landmarks, ANME is undefined")
+        raise UndefinedANMEError(
+            "aligned_landmarks: no face has valid eye landmarks, ANME is undefined"
+        )
     d = schema.interocular(y[eyes_ok]).mean()
     if not bool(d > 0):
-        raise ValueError("aligned_landmarks: mean inter-pupil distance is 0, ANME is undefined")
+        raise UndefinedANMEError(
+            "aligned_landmarks: mean inter-pupil distance is 0, ANME is undefined"
+        )
     weight = mask.to(y.dtype)
     count = weight.sum(0)  # (S,)
     y = torch.where(mask[..., None], y, torch.zeros_like(y))

@@ -18,7 +18,7 @@ and returning a flat ``{metric: value}`` dict (NaN where a metric is undefined):
 Images are decoded (grey -> RGB), resized to the model input size (no crop: benchmark
 images should be face crops like the training images) and scaled to [−1, 1]. With flip TTA
 an image's embedding is the L2-normalised sum of the embeddings of the image and of its
-horizontal mirror (DESIGN §5). Embedding runs batch by batch; MegaFace distractor features
+horizontal mirror (docs/design.md §5). Embedding runs batch by batch; MegaFace distractor features
 go to a ``.npy`` memory map and are searched in chunks, so memory does not grow with the
 number of distractors.
 """
@@ -300,7 +300,7 @@ def megaface_benchmark(
     backend: str = "builtin",
     search_device: str | torch.device = "cpu",
 ) -> dict[str, float]:
-    """MegaFace-style identification (DESIGN §5): ``rank1`` and ``cmc@r``.
+    """MegaFace-style identification (docs/design.md §5): ``rank1`` and ``cmc@r``.
 
     probes: ``path identity`` list (paths under ``probe_root``); every ordered pair of images
     of one identity is a trial. distractors: paths under ``distractor_root``, identities
@@ -381,7 +381,7 @@ def pose_benchmark(
     tolerance: float = 7.5,
     include_frontal: bool = False,
 ) -> dict[str, float]:
-    """Multi-PIE-style rank-1 per |yaw| bin (DESIGN §5).
+    """Multi-PIE-style rank-1 per |yaw| bin (docs/design.md §5).
 
     poses: ``path identity yaw`` list (paths under ``root``). Gallery: per identity, the
     image with the smallest |yaw| (:func:`frontal_gallery`); probes: every other image,

@@ -1,4 +1,4 @@
-"""Flip test-time augmentation for evaluation embeddings (DESIGN §5)."""
+"""Flip test-time augmentation for evaluation embeddings (docs/design.md §5)."""
 
 from __future__ import annotations
 

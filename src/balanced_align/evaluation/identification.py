@@ -1,4 +1,6 @@
-"""MegaFace-style identification with a large distractor set, streamed in chunks (DESIGN §5).
+"""MegaFace-style identification with a large distractor set, streamed in chunks.
+
+See docs/design.md §5.3.
 
 Protocol. Similarity is the cosine s(a, b) of L2-normalised embeddings. For every probe
 identity with images 1..n, every ordered pair (gallery i, probe j), i ≠ j, of that identity

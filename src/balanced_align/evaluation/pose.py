@@ -1,4 +1,4 @@
-"""Rank-1 identification per yaw bin, Multi-PIE style (DESIGN §5).
+"""Rank-1 identification per yaw bin, Multi-PIE style (docs/design.md §5).
 
 The gallery holds one (frontal) image per identity. Each probe is assigned to the yaw bin b
 nearest to its |yaw| among those with | |yaw| − b | <= tolerance (ties go to the smaller

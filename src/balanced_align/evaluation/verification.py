@@ -1,4 +1,6 @@
-"""Pair verification: k-fold accuracy with a learned threshold, ROC AUC and TAR@FAR (DESIGN §5).
+"""Pair verification: k-fold accuracy with a learned threshold, ROC AUC and TAR@FAR.
+
+See docs/design.md §5.2.
 
 Protocol (LFW / insightface ``.bin`` style): both embeddings of a pair are L2-normalised, the
 score is the squared Euclidean distance d ∈ [0, 4], and a pair is predicted "same" iff

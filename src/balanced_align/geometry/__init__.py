@@ -1,6 +1,6 @@
 """Pure tensor geometry: coordinate frames, warp families (TPS, projective, affine), estimation.
 
-Every family maps aligned -> source in normalised coordinates (DESIGN §2) and runs in
+Every family maps aligned -> source in normalised coordinates (docs/design.md §2) and runs in
 float32 (or float64 when given float64) even under autocast.
 """
 

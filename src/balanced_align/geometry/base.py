@@ -1,7 +1,7 @@
 """The interface shared by every transform family an STN can drive.
 
 A family maps points of the *aligned* (output) frame to the *source* (input) frame,
-f: aligned -> source, all in normalised coordinates (DESIGN §2). This is the direction
+f: aligned -> source, all in normalised coordinates (docs/design.md §2). This is the direction
 ``grid_sample`` needs: the sampling grid holds, for each output pixel p, the source point f(p).
 
 Parameters of one transform have shape ``family.param_shape``; a batch has shape

@@ -1,4 +1,4 @@
-"""Coordinate frames (DESIGN §2).
+"""Coordinate frames (docs/design.md §2).
 
 Pixel frame: the image's top-left *corner* is (0, 0); pixel (j, i) has its centre at
 (j + 0.5, i + 0.5); x to the right, y down.

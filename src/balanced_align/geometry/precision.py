@@ -1,4 +1,4 @@
-"""Geometry runs in float32 even under autocast (DESIGN §2)."""
+"""Geometry runs in float32 even under autocast (docs/design.md §2)."""
 
 from __future__ import annotations
 

@@ -91,7 +91,7 @@ class Affine(TransformFamily):
 
     @full_precision
     def grid(self, params: Tensor, size: tuple[int, int]) -> Tensor:
-        # affine_grid with align_corners=False uses exactly the frame of DESIGN §2.
+        # affine_grid with align_corners=False uses exactly the frame of docs/design.md §2.
         self._check(params)
         return F.affine_grid(params, [params.shape[0], 1, *size], align_corners=False)
 

@@ -1,11 +1,11 @@
-"""Thin-plate spline over fixed control points (an n×n grid), the fast way (DESIGN §3).
+"""Thin-plate spline over fixed control points (an n×n grid), the fast way (docs/design.md §3).
 
 The spline maps aligned (output) coordinates p to source coordinates:
 
     f(p) = a₀ + A p + Σₖ wₖ φ(‖p − cₖ‖²),   φ(q) = q log q  (= r² log r², φ(0) = 0)
 
 with fixed control points cₖ on a regular n×n grid spanning [−1, 1]² (normalised
-coordinates, DESIGN §2) and predicted source positions sₖ = f(cₖ). Because c is fixed,
+coordinates, docs/design.md §2) and predicted source positions sₖ = f(cₖ). Because c is fixed,
 the spline coefficients are linear in s: [w; a] = L⁻¹ [s; 0] with
 L = [[Φ, P], [Pᵀ, 0]], Φₖₗ = φ(‖cₖ − cₗ‖²), P = [1, cₖ]. L⁻¹ is computed once in
 float64, and a sampling grid is one matmul ``G @ s`` with a design matrix

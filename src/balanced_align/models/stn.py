@@ -1,10 +1,10 @@
 """Spatial transformer: LocNet → transform family's grid → bilinear sampling.
 
 The family maps aligned (output) → source (input) coordinates in the normalised frame of
-``grid_sample(align_corners=False)`` (DESIGN §2), so the grid for an output of (h, w) holds, for
-each output pixel, where to read in the target. Because the frame is normalised, one set of
-parameters warps tensors of any resolution consistently: the input image and its stage-0 feature
-map (same resolution) are warped by exactly the same grid.
+``grid_sample(align_corners=False)`` (docs/design.md §2.2), so the grid for an output of (h, w)
+holds, for each output pixel, where to read in the target. Because the frame is normalised, one
+set of parameters warps tensors of any resolution consistently: the input image and its stage-0
+feature map (same resolution) are warped by exactly the same grid.
 
 Grid generation and sampling run in float32 even under autocast; the warped tensor is cast back
 to the target's dtype.

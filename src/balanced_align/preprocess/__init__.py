@@ -1,4 +1,4 @@
-"""Offline preprocessing of face data (DESIGN §1 baselines): Affine2D crops.
+"""Offline preprocessing of face data (docs/design.md §1 baselines): Affine2D crops.
 
 Names load on first access, so ``python -m balanced_align.preprocess.affine2d`` runs the
 module once (an eager import here would import it before runpy executes it).

@@ -3,7 +3,7 @@
 Each landmark s is a dot at its template position T_s (aligned frame, in pixels of the
 model's input), coloured by α_s = sigmoid(a_s). Low α marks the landmarks the loss lets go:
 with everything else fixed α_s* = 1 − ē_s/(2|S|), so α is lowest where the warp cannot
-reach the landmark (DESIGN §1).
+reach the landmark (docs/design.md §1).
 """
 
 from __future__ import annotations

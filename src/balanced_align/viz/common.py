@@ -3,7 +3,7 @@
 Figures are built as bare :class:`matplotlib.figure.Figure` objects (no pyplot state), so
 they render with the Agg canvas anywhere (``savefig``), display in notebooks, and never open
 a window. Images are (B, C, H, W) tensors in [−1, 1]; points are normalised (x, y)
-coordinates u = 2x/W − 1 (DESIGN §2) and are drawn in pixel coordinates of the image with
+coordinates u = 2x/W − 1 (docs/design.md §2) and are drawn in pixel coordinates of the image with
 its top-left *corner* at (0, 0), matching ``imshow(extent=(0, W, H, 0))``.
 """
 

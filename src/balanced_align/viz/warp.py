@@ -1,6 +1,6 @@
 """The STN's sampling grid drawn over the source face.
 
-An STN warp f maps aligned → source (DESIGN §2): the aligned image's pixel p is read at f(p)
+An STN warp f maps aligned → source (docs/design.md §2): the aligned image's pixel p is read at f(p)
 in the source. Drawing f along the lines of a regular grid of the aligned frame shows where
 each aligned-frame grid line comes from in the face: an identity warp draws the straight,
 evenly spaced grid; a warp that zooms onto the face draws a smaller grid inside it.

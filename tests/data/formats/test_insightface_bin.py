@@ -18,8 +18,7 @@ from balanced_align.data.formats import (
     read_bin,
     write_bin,
 )
-
-HELEN = Path(__file__).parents[3] / ".." / "shared" / "data" / "landmarks68" / "helen_test"
+from tests.data_paths import ASSET_HELEN as HELEN
 
 
 def _jpeg_bytes(count: int) -> list[bytes]:

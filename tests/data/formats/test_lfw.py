@@ -1,5 +1,6 @@
 """LFW pairs.txt: official layout parsed by hand-written files and round-tripped."""
 
+import itertools
 import shutil
 from pathlib import Path
 
@@ -13,17 +14,18 @@ from balanced_align.data.formats import (
     read_lfw_pairs,
     write_lfw_pairs,
 )
+from tests.data_paths import ASSET_HELEN as HELEN
 
-HELEN = Path(__file__).parents[3] / ".." / "shared" / "data" / "landmarks68" / "helen_test"
 NAMES = ("Abel_Pacheco", "Dean_Barker", "Zico")
 COUNTS = (4, 2, 3)
 
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> Path:
-    """root/Name/Name_000k.jpg for NAMES with COUNTS images: real HELEN JPEG files."""
+    """root/Name/Name_000k.jpg for NAMES with COUNTS images: real HELEN JPEG files (the 8 in
+    tests/assets, the first one used twice)."""
     root = tmp_path_factory.mktemp("lfw")
-    photos = iter(sorted(HELEN.glob("*.jpg")))
+    photos = itertools.cycle(sorted(HELEN.glob("*.jpg")))
     for name, count in zip(NAMES, COUNTS):
         (root / name).mkdir()
         for k in range(1, count + 1):

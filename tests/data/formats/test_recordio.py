@@ -2,7 +2,6 @@
 
 import pickle
 import struct
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -21,10 +20,9 @@ from balanced_align.data.formats import (
 from balanced_align.data.record import FaceRecord
 from balanced_align.data.schema import IBUG68
 from balanced_align.data.sources import read_pts, to_corner
+from tests.data_paths import ASSET_ATT as ATT
+from tests.data_paths import ASSET_HELEN as HELEN
 
-DATA = Path(__file__).parents[3] / ".." / "shared" / "data"
-HELEN = DATA / "landmarks68" / "helen_test"
-ATT = DATA / "att_faces"
 MAGIC = struct.pack("<I", RECORDIO_MAGIC)
 
 

@@ -1,4 +1,4 @@
-"""Real benchmark and training-data formats (DESIGN §4–5), one module per format.
+"""Real benchmark and training-data formats (docs/design.md §4–5), one module per format.
 
 - :mod:`.lfw`: LFW ``pairs.txt`` + image tree -> :class:`LFWPairs`.
 - :mod:`.insightface_bin`: verification ``.bin`` (restricted unpickler) -> :class:`BinPairs`.

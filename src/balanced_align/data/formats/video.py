@@ -18,7 +18,7 @@ Other columns (e.g. ``pair number``) are ignored. So both the 4-column layout
 are read.
 
 Video sets are scored with one embedding per video: :func:`video_embeddings` averages the
-frame embeddings of each video and L2-normalises the mean (DESIGN §5).
+frame embeddings of each video and L2-normalises the mean (docs/design.md §5).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SynthFaces: the built-in synthetic face data set (DESIGN §4, docs/synthfaces.md).
+"""SynthFaces: the built-in synthetic face data set (docs/design.md §4, docs/synthfaces.md).
 
     from balanced_align.data.synthfaces import SynthFaces
     ds = SynthFaces(num_identities=100, images_per_identity=20, image_size=112, seed=0)

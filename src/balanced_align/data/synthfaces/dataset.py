@@ -64,7 +64,7 @@ class Identity:
 
 
 class SynthFaces:
-    """Synthetic faces with 84 landmarks, identities in 3D shape and texture (DESIGN §4).
+    """Synthetic faces with 84 landmarks, identities in 3D shape and texture (docs/design.md §4).
 
     Args:
         num_identities: number of identities (labels 0 .. num_identities - 1).

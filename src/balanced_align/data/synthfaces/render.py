@@ -13,7 +13,8 @@ Pipeline for one image of size (H, W) = (S, S):
    with a single ``cv2.remap``;
 4. composite over the background, blur, add noise, quantise to uint8.
 
-Pixel coordinates follow DESIGN §2: corner origin, pixel (j, i) centred at (j + 0.5, i + 0.5).
+Pixel coordinates follow docs/design.md §2: corner origin, pixel (j, i) centred at
+(j + 0.5, i + 0.5).
 """
 
 from __future__ import annotations
