@@ -29,7 +29,7 @@ its own bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``, 89 MP warns, 179 MP refuses)
 ``max_pixels`` above it also needs that one raised.
 
 Problems are returned as text (``(None, reason)``), never raised, so that callers apply
-their bad-sample policy (DESIGN §4) and name the file.
+their bad-sample policy (docs/design.md §4) and name the file.
 """
 
 from __future__ import annotations

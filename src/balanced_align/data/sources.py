@@ -1,7 +1,7 @@
-"""File-backed face data sources (DESIGN §4): image-folder trees, 300-W ``.pts`` folders.
+"""File-backed face data sources (docs/design.md §4): image-folder trees, 300-W ``.pts`` folders.
 
 Each source is an indexable data set of :class:`FaceRecord` with landmarks in the
-corner-origin pixel frame of DESIGN §2; file conventions are converted once, here:
+corner-origin pixel frame of docs/design.md §2; file conventions are converted once, here:
 
 - ``"corner"``: the file already uses our frame (pixel j spans [j, j + 1)).
 - ``"one_based"``: pixel centres at 1, 2, … (Matlab, 300-W): x_ours = x_file − 0.5.

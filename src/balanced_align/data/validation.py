@@ -1,4 +1,4 @@
-"""Bad-input checks for data sources and the skip policy (DESIGN §4).
+"""Bad-input checks for data sources and the skip policy (docs/design.md §4).
 
 Every file-backed source runs these checks when it is built, which the DataModule does in
 ``setup`` (before any training step), so that a broken file is reported at once and not
@@ -13,7 +13,7 @@ Policy (``on_bad_sample``):
   :class:`SkipReport`; the source exposes it as ``source.skipped`` and logs it at
   warning level. Nothing is dropped silently.
 
-Landmark checks work in the corner-origin pixel frame of DESIGN §2.
+Landmark checks work in the corner-origin pixel frame of docs/design.md §2.
 """
 
 from __future__ import annotations

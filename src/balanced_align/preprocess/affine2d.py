@@ -1,4 +1,4 @@
-"""Affine2D: the usual face-recognition preprocessing (DESIGN §1 baseline).
+"""Affine2D: the usual face-recognition preprocessing (docs/design.md §1 baseline).
 
 Five points (eye centres, nose tip, mouth corners, from any landmark schema) are mapped
 onto a fixed template by the least-squares similarity transform (rotation, uniform scale,
@@ -8,7 +8,7 @@ transform.
 
 Template. The widely published ArcFace / insightface 5-point template for 112×112 crops
 is given (``ARCFACE_TEMPLATE_112``) in insightface's convention: 0-based pixel *centres*
-(OpenCV's frame, pixel j's centre at j). In our corner-origin frame (DESIGN §2, pixel j
+(OpenCV's frame, pixel j's centre at j). In our corner-origin frame (docs/design.md §2, pixel j
 spans [j, j + 1)) the same locations are those values + 0.5. For another ``size`` the
 corner-origin template is scaled by size / 112, which is exactly what resizing the 112
 crop to ``size`` does (``cv2.resize`` is corner-aligned). (insightface scales its 0-based

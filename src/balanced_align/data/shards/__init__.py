@@ -1,4 +1,5 @@
-"""Streaming tar shards for multi-node training (DESIGN §4): writer, reader, IterableDataset.
+"""Streaming tar shards for multi-node training (docs/design.md §4): writer, reader,
+IterableDataset.
 
 Format (WebDataset layout, written with the standard library's :mod:`tarfile`)::
 
@@ -12,8 +13,8 @@ dot): ``KEY.jpg`` or ``KEY.png`` (the RGB image, encoded) and ``KEY.json``::
     {"label": 3, "landmarks": [[x0, y0], …] or null, "yaw": 12.5 or null, "pitch": …,
      "roll": …, "source": "…", "meta": {…}}
 
-Landmarks are corner-origin pixels of the stored image (DESIGN §2), the float32 values of the
-record written as JSON numbers (they read back bit-exact); an unknown pose is ``null``
+Landmarks are corner-origin pixels of the stored image (docs/design.md §2), the float32
+values of the record written as JSON numbers (they read back bit-exact); an unknown pose is ``null``
 (NaN on reading); ``meta`` keeps the record's JSON-serialisable meta entries. Keys are the
 sample's 9-digit position in writing order. ``index.json`` lists the shards in order with
 their sample counts, the total, ``num_classes``, the landmark schema's name (or null),
