@@ -11,13 +11,16 @@ NME of an image: mean point-to-point error over the 68 points divided by the dis
 the reference's outer eye corners (points 36 and 45), both in corner-origin pixels. HELEN's
 300-W ``.pts`` files are 1-based (0.5 is subtracted, DATA README). Prints the mean, median,
 90th percentile and max NME, the mean bias (x, y) in pixels, and, with the failures file
-beside TABLE, the same split by detected / fallback images.
+beside TABLE, the same split by detected / fallback images, and NME by a pose proxy: the
+nose-tip asymmetry |d_l − d_r| / (d_l + d_r) of the reference, d being the horizontal distances
+of point 30 from points 36 and 45 (0 frontal, about sin(yaw) for a rigid face).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +81,27 @@ def forced_fallback(box: str, folder: Path) -> None:
     describe(f"box {box}", np.stack(points), np.stack([reference[k] for k in keys]))
 
 
+ASYMMETRY_BINS = (0.0, 0.1, 0.2, 0.35, 1.01)
+
+
+def asymmetry(reference: np.ndarray) -> np.ndarray:
+    """(N,) nose-tip asymmetry of (N, 68, 2) points (see module docstring)."""
+    left = np.abs(reference[:, 30, 0] - reference[:, 36, 0])
+    right = np.abs(reference[:, 45, 0] - reference[:, 30, 0])
+    return np.abs(left - right) / np.maximum(left + right, 1e-9)
+
+
+def by_pose(points: np.ndarray, reference: np.ndarray) -> None:
+    a, e = asymmetry(reference), nme(points, reference)
+    for low, high in itertools.pairwise(ASYMMETRY_BINS):
+        inside = (a >= low) & (a < high)
+        if inside.any():
+            print(
+                f"  asymmetry [{low:.2f}, {min(high, 1):.2f}): n={int(inside.sum())} "
+                f"NME mean {e[inside].mean():.4f} median {np.median(e[inside]):.4f}"
+            )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("kind", choices=("helen", "table", "fallback"))
@@ -104,6 +128,8 @@ def main() -> None:
         pts = np.stack([table[k] for k in subset]) if subset else np.zeros((0, 68, 2))
         ref = np.stack([reference[k] for k in subset]) if subset else np.zeros((0, 68, 2))
         describe(name, pts, ref)
+        if name == "all":
+            by_pose(pts, ref)
 
 
 if __name__ == "__main__":
