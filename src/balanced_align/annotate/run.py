@@ -273,10 +273,8 @@ def annotate(
     refuse_overwriting_inputs([out, failures_path(out)], [root / key for key in keys], what="--out")
     # build the backend first, so that a missing package fails before any file is touched
     built = make_backend(backend, **(backend_options or {}))
-    if fallback == "auto":
-        fallback = median_box(built, root, keys) or (0.0, 0.0, 1.0, 1.0)
 
-    summary = Summary(images=len(keys), fallback_box=fallback)
+    summary = Summary(images=len(keys))
     with (
         AppendOnlyCSV(out, table_header(schema)) as table,
         AppendOnlyCSV(failures_path(out), FAILURE_HEADER) as failures,
@@ -299,6 +297,9 @@ def annotate(
                 summary.failed += 1
                 continue
             todo.append(key)
+        if fallback == "auto" and todo:
+            fallback = median_box(built, root, keys) or (0.0, 0.0, 1.0, 1.0)
+        summary.fallback_box = fallback if fallback != "auto" else None
         init_args = (backend, backend_options or {}, str(root), schema, fallback)
         written = []
         start = time.perf_counter()
