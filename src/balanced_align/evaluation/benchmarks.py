@@ -174,6 +174,9 @@ def _embed_with_landmarks(
             emb = flip_tta_landmark_embeddings(embed, images, landmarks, options.flip_permutation)
         else:
             emb = torch.nn.functional.normalize(embed(images, landmarks).float(), dim=1)
+    if emb.ndim != 2 or emb.shape[0] != images.shape[0]:
+        shape = tuple(emb.shape)
+        raise ValueError(f"embed: expected ({images.shape[0]}, D) embeddings, got {shape}")
     return emb.detach().cpu().numpy().astype(np.float32, copy=False)
 
 
