@@ -23,6 +23,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -40,6 +41,7 @@ from balanced_align.data.formats import (
     read_probe_list,
     read_video_pairs,
 )
+from balanced_align.data.sources import read_landmark_table, to_corner
 from balanced_align.evaluation import benchmarks as bm
 from balanced_align.module import BalancedAlignModule
 
@@ -73,16 +75,21 @@ def make_embed(
     model: BalancedAlignModule, device: torch.device, dtype: torch.dtype | None
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """images (B, 3, H, W) in [−1, 1] (any device) -> (B, D) float32 embeddings on
-    ``device``, under autocast to ``dtype`` when given (the geometry stays float32)."""
+    ``device``, under autocast to ``dtype`` when given (the geometry stays float32).
+    ``landmarks`` (B, S, 2), normalised: each image's own landmarks, for a model aligned by
+    them (Affine2D, FullAlign)."""
     channels_last = bool(model.hparams.model["channels_last"])
 
-    def embed(images: torch.Tensor) -> torch.Tensor:
+    def embed(images: torch.Tensor, landmarks: torch.Tensor | None = None) -> torch.Tensor:
         images = images.to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
         with torch.inference_mode(), autocast:
-            return model(images).float()
+            if landmarks is None:
+                return model(images).float()
+            landmarks = landmarks.to(device, torch.float32)
+            return model.recognizer(images, landmarks).embedding.float()
 
     return embed
 
@@ -95,6 +102,8 @@ class Job:
     name: str
     kind: str
     call: Callable[[Callable, bm.EmbedOptions], dict]
+    #: landmark count S of the images' landmark table; None: the images have no landmarks
+    num_landmarks: int | None = None
 
 
 def _path(conf: Mapping, key: str, where: str) -> str:
@@ -102,6 +111,29 @@ def _path(conf: Mapping, key: str, where: str) -> str:
     if value is None or value == "???" or str(value).strip() == "":
         raise ValueError(f"{where}.{key} is required (a path)")
     return str(value)
+
+
+def _landmarks_of(pairs, conf: Mapping, where: str) -> np.ndarray | None:
+    """(num_images, S, 2) corner-pixel landmarks of ``pairs.paths`` from the table
+    ``<where>.landmarks`` (keyed by path relative to the benchmark root), or None."""
+    table_path = conf.get("landmarks")
+    if table_path in (None, ""):
+        return None
+    convention = conf.get("landmark_convention", "corner")
+    table = read_landmark_table(table_path)
+    keys = [Path(p).relative_to(pairs.root).as_posix() for p in pairs.paths]
+    missing = [k for k in keys if k not in table]
+    if missing:
+        raise ValueError(
+            f"{where}.landmarks: table {str(table_path)!r} has no row for {len(missing)} of the "
+            f"{len(keys)} pair images, e.g. {missing[:3]} (keys are paths relative to "
+            f"{where}.root; annotate them with python -m balanced_align.annotate)"
+        )
+    points = np.stack([to_corner(table[k], convention) for k in keys])
+    bad = [k for k, p in zip(keys, points) if not np.isfinite(p).all()]
+    if bad:
+        raise ValueError(f"{where}.landmarks: empty or non-numeric cells for {bad[:3]}")
+    return points
 
 
 def prepare(name: str, conf: Mapping, run_dir: Path, device="cpu") -> list[Job]:
@@ -119,7 +151,15 @@ def prepare(name: str, conf: Mapping, run_dir: Path, device="cpu") -> list[Job]:
             _path(conf, "pairs", where), _path(conf, "root", where), ext=conf.get("ext", "jpg")
         )
         n_folds = int(conf.get("n_folds", 10))
-        return [Job(name, kind, lambda e, o: bm.lfw_benchmark(e, pairs, o, n_folds))]
+        points = _landmarks_of(pairs, conf, where)
+        return [
+            Job(
+                name,
+                kind,
+                lambda e, o: bm.lfw_benchmark(e, pairs, o, n_folds, landmarks=points),
+                None if points is None else points.shape[1],
+            )
+        ]
     if kind == "bin":
         paths = conf.get("path")
         paths = [paths] if isinstance(paths, str) else list(paths or [])
@@ -224,6 +264,23 @@ def _benchmarks(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(selected, resolve=True)
 
 
+def _require_landmarks(ckpt_path, method: str, selected: Mapping) -> None:
+    """A model aligned by each image's landmarks needs a table for every benchmark (before
+    any file is read)."""
+    for name, conf in selected.items():
+        key = f"benchmark.{name}.landmarks"
+        if conf.get("kind") != "lfw":
+            how = f"benchmarks of kind {conf.get('kind')!r} take no landmark table yet"
+        elif conf.get("landmarks") in (None, ""):
+            how = f"pass {key}=TABLE.csv (python -m balanced_align.annotate ROOT --out TABLE.csv)"
+        else:
+            continue
+        raise ValueError(
+            f"checkpoint {ckpt_path!r} uses align.method={method}, which aligns each image by "
+            f"its own landmarks; benchmark {name!r} provides no landmarks: {how}"
+        )
+
+
 def run(cfg: DictConfig) -> dict:
     """Evaluate ``cfg.ckpt_path`` on the selected benchmarks; return the results dict."""
     start = time.perf_counter()
@@ -241,14 +298,17 @@ def run(cfg: DictConfig) -> dict:
     model = load_checkpoint(cfg.ckpt_path, map_location="cpu")
     summary = hparams_summary(model)
     if model.landmark_aligned:
-        raise ValueError(
-            f"checkpoint {cfg.ckpt_path!r} uses align.method={summary['method']}, which aligns "
-            "each image by its own landmarks; the selected benchmark(s) "
-            f"{sorted(selected)} provide no landmarks (evaluate an STN or align=none model)"
-        )
+        _require_landmarks(cfg.ckpt_path, summary["method"], selected)
     jobs = [
         job for name, conf in selected.items() for job in prepare(name, conf, output_dir, device)
     ]
+    for job in jobs:
+        if model.landmark_aligned and job.num_landmarks != model.hparams.num_landmarks:
+            raise ValueError(
+                f"benchmark.{job.name}.landmarks: the table has {job.num_landmarks} points per "
+                f"image; checkpoint {cfg.ckpt_path!r} was trained with "
+                f"{model.hparams.num_landmarks}"
+            )
 
     model.to(device)
     embed = make_embed(model, device, dtype)
@@ -257,6 +317,7 @@ def run(cfg: DictConfig) -> dict:
         batch_size=batch_size,
         flip=bool(cfg.get("flip", True)),
         num_workers=int(cfg.get("num_workers", 0)),
+        flip_permutation=tuple(model.schema.flip_permutation),
     )
     metrics, timing = {}, {}
     for job in jobs:

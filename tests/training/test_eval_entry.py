@@ -222,7 +222,7 @@ def test_landmark_checkpoint_and_missing_paths_are_errors(tmp_path):
         [f"ckpt_path={path}", "benchmark=lfw", "benchmark.lfw.pairs=p.txt", "benchmark.lfw.root=."],
         tmp_path / "a",
     )
-    with pytest.raises(ValueError, match=r"align\.method=affine2d.*provide no landmarks"):
+    with pytest.raises(ValueError, match=r"align\.method=affine2d.*benchmark\.lfw\.landmarks"):
         run(cfg)
     plain = tmp_path / "plain.ckpt"
     model = BalancedAlignModule(

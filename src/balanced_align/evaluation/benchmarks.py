@@ -3,7 +3,9 @@
 One plain function per benchmark kind (no Hydra, no Lightning), each taking
 
 - ``embed``: images (B, 3, H, W) float32 in [−1, 1] -> embeddings (B, D) (e.g. the model's
-  forward under ``torch.no_grad``; it may move the batch to its device);
+  forward under ``torch.no_grad``; it may move the batch to its device); where a benchmark
+  is given landmarks (:func:`lfw_benchmark`), ``embed(images, landmarks (B, S, 2))`` with
+  the landmarks normalised to [−1, 1] (a model aligned by each image's landmarks);
 - the parsed files (:mod:`balanced_align.data.formats`);
 - :class:`EmbedOptions`: model input size, batch size, flip TTA, decoding threads;
 
@@ -45,7 +47,10 @@ from balanced_align.data.formats import (
 )
 from balanced_align.data.transforms import resize_face, to_tensor
 from balanced_align.data.validation import read_image
-from balanced_align.evaluation.embeddings import flip_tta_embeddings
+from balanced_align.evaluation.embeddings import (
+    flip_tta_embeddings,
+    flip_tta_landmark_embeddings,
+)
 from balanced_align.evaluation.identification import megaface_rank1
 from balanced_align.evaluation.pose import DEFAULT_YAW_BINS, per_pose_rank1
 from balanced_align.evaluation.protocol import far_metric_name
@@ -71,12 +76,15 @@ class EmbedOptions:
     flip: flip TTA (see module docstring); False: the L2-normalised embedding alone.
     num_workers: threads decoding and resizing images (0: in the calling thread); with
         workers, the next batch is decoded while the current one is embedded.
+    flip_permutation: the landmark schema's left/right permutation, for flip TTA of images
+        given with landmarks (required then).
     """
 
     image_size: int | tuple[int, int]
     batch_size: int = 64
     flip: bool = True
     num_workers: int = 0
+    flip_permutation: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         size = self.image_size
@@ -91,18 +99,29 @@ class EmbedOptions:
 
 
 # -- embedding ------------------------------------------------------------------------------
-def _input_tensor(image: np.ndarray, size: tuple[int, int]) -> Tensor:
-    """(H, W, 3) uint8 RGB -> (3, H', W') float32 in [−1, 1] at the model input size."""
+def _input_tensor(image, size: tuple[int, int]):
+    """(H, W, 3) uint8 RGB -> (3, H', W') float32 in [−1, 1] at the model input size; an
+    (image, (S, 2) corner-pixel landmarks) pair -> (that tensor, (S, 2) normalised points)."""
+    if isinstance(image, tuple):
+        resized, points = resize_face(np.asarray(image[0]), np.asarray(image[1]), size)
+        return to_tensor(resized, points)
     resized, _ = resize_face(np.asarray(image), None, size)
     return to_tensor(resized)[0]
+
+
+def _stack(items: list):
+    if isinstance(items[0], tuple):
+        return tuple(torch.stack(parts) for parts in zip(*items))
+    return torch.stack(items)
 
 
 def image_batches(
     count: int, load: Callable[[int], np.ndarray], options: EmbedOptions
 ) -> Iterator[Tensor]:
-    """Yield (B, 3, H, W) batches of images ``load(0) … load(count − 1)``, in order."""
+    """Yield (B, 3, H, W) batches of images ``load(0) … load(count − 1)``, in order; where
+    ``load`` gives (image, landmarks) pairs, (images, (B, S, 2) normalised landmarks)."""
 
-    def one(i: int) -> Tensor:
+    def one(i: int):
         return _input_tensor(load(i), options.image_size)
 
     starts = range(0, count, options.batch_size)
@@ -112,7 +131,7 @@ def image_batches(
 
     if options.num_workers == 0:
         for start in starts:
-            yield torch.stack([one(i) for i in indices(start)])
+            yield _stack([one(i) for i in indices(start)])
         return
     with ThreadPoolExecutor(options.num_workers) as pool:
         pending = None
@@ -122,7 +141,7 @@ def image_batches(
             pending = (
                 [pool.submit(one, i) for i in indices(following)] if following < count else None
             )
-            yield torch.stack([f.result() for f in futures])
+            yield _stack([f.result() for f in futures])
 
 
 def embed_batches(
@@ -130,6 +149,9 @@ def embed_batches(
 ) -> Iterator[np.ndarray]:
     """Yield (B, D) float32 unit-norm embeddings of ``load(0) … load(count − 1)``, in order."""
     for images in image_batches(count, load, options):
+        if isinstance(images, tuple):
+            yield _embed_with_landmarks(embed, *images, options)
+            continue
         with torch.no_grad():
             if options.flip:
                 emb = flip_tta_embeddings(embed, images)
@@ -142,6 +164,22 @@ def embed_batches(
         yield emb.detach().cpu().numpy().astype(np.float32, copy=False)
 
 
+def _embed_with_landmarks(
+    embed: EmbedFn, images: Tensor, landmarks: Tensor, options: EmbedOptions
+) -> np.ndarray:
+    with torch.no_grad():
+        if options.flip:
+            if options.flip_permutation is None:
+                raise ValueError("flip TTA of images with landmarks needs flip_permutation")
+            emb = flip_tta_landmark_embeddings(embed, images, landmarks, options.flip_permutation)
+        else:
+            emb = torch.nn.functional.normalize(embed(images, landmarks).float(), dim=1)
+    if emb.ndim != 2 or emb.shape[0] != images.shape[0]:
+        shape = tuple(emb.shape)
+        raise ValueError(f"embed: expected ({images.shape[0]}, D) embeddings, got {shape}")
+    return emb.detach().cpu().numpy().astype(np.float32, copy=False)
+
+
 def embed_all(
     embed: EmbedFn, count: int, load: Callable[[int], np.ndarray], options: EmbedOptions
 ) -> np.ndarray:
@@ -151,12 +189,16 @@ def embed_all(
     return np.concatenate(list(embed_batches(embed, count, load, options)))
 
 
-def _path_loader(paths: Sequence, root: str | Path | None = None) -> Callable[[int], np.ndarray]:
+def _path_loader(
+    paths: Sequence, root: str | Path | None = None, landmarks: np.ndarray | None = None
+) -> Callable[[int], np.ndarray]:
+    """``load(i)``: image ``i`` (H, W, 3) uint8 RGB, or (image, landmarks[i]) when given."""
     base = None if root is None else Path(root)
 
-    def load(i: int) -> np.ndarray:
+    def load(i: int):
         path = Path(paths[i])
-        return read_image(path if base is None else base / path)
+        image = read_image(path if base is None else base / path)
+        return image if landmarks is None else (image, landmarks[i])
 
     return load
 
@@ -193,11 +235,20 @@ def verification_metrics(emb_a, emb_b, issame, folds) -> dict[str, float]:
 
 
 def lfw_benchmark(
-    embed: EmbedFn, pairs: LFWPairs, options: EmbedOptions, n_folds: int = 10
+    embed: EmbedFn,
+    pairs: LFWPairs,
+    options: EmbedOptions,
+    n_folds: int = 10,
+    landmarks: np.ndarray | None = None,
 ) -> dict[str, float]:
     """LFW verification over ``pairs.txt``: its sets are the folds (a one-set View 1 file
-    gets ``n_folds`` contiguous folds instead). Each image is embedded once."""
-    emb = embed_all(embed, pairs.num_images, _path_loader(pairs.paths), options)
+    gets ``n_folds`` contiguous folds instead). Each image is embedded once.
+
+    landmarks: (num_images, S, 2) corner-origin pixels of ``pairs.paths``, for a model
+    aligned by each image's landmarks (``embed`` then takes them; see module docstring).
+    """
+    load = _path_loader(pairs.paths, landmarks=landmarks)
+    emb = embed_all(embed, pairs.num_images, load, options)
     folds = pairs.folds
     if np.unique(folds).size < 2:
         folds = contiguous_folds(len(pairs), n_folds)
