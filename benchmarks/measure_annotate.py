@@ -1,8 +1,8 @@
 """NME of ``annotate`` against reference landmarks (docs/annotate.md).
 
-    python benchmarks/bench_annotate.py helen TABLE.csv [HELEN_DIR]
-    python benchmarks/bench_annotate.py table TABLE.csv REFERENCE.csv
-    python benchmarks/bench_annotate.py fallback X0,Y0,X1,Y1 [HELEN_DIR]
+    python benchmarks/measure_annotate.py helen TABLE.csv [HELEN_DIR]
+    python benchmarks/measure_annotate.py table TABLE.csv REFERENCE.csv
+    python benchmarks/measure_annotate.py fallback X0,Y0,X1,Y1 [HELEN_DIR]
 
 ``fallback``: every HELEN face annotated from the given fallback box (fractions of the
 image), detector unused: what the fallback costs where the detector would have succeeded.
