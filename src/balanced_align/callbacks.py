@@ -68,7 +68,7 @@ class LastCheckpoint(Checkpoint):
 
     def _save(self, trainer: L.Trainer, path: Path) -> None:
         partial = path.with_name(f".{path.name}.partial")
-        trainer.save_checkpoint(partial)  # every rank calls it; rank 0 writes
+        trainer.save_checkpoint(partial, weights_only=False)  # all ranks call it; rank 0 writes
         if trainer.is_global_zero:
             os.replace(partial, path)
         trainer.strategy.barrier("LastCheckpoint")

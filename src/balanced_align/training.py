@@ -18,6 +18,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from balanced_align.checkpoints import module_from_checkpoint, read_checkpoint
@@ -25,6 +26,9 @@ from balanced_align.models import LANDMARK_METHODS
 from balanced_align.module import DEFAULTS, BalancedAlignModule, merge_config, validate_config
 
 log = logging.getLogger(__name__)
+
+#: exit status of a job stopped by SIGTERM (128 + 15, as a shell reports it)
+SIGTERM_STATUS = 143
 
 #: metrics shown in the summary table, in this order (when present)
 SUMMARY_METRICS = ("rank1", "verif_acc", "anme", "cmc@5", "verif_auc")
@@ -159,10 +163,18 @@ def run(cfg: DictConfig) -> float | None:
     """Train, test the best checkpoint, write ``results.json``; return ``optimized_metric``.
 
     A failure is logged with its traceback before it propagates: Hydra's multirun finishes
-    the other jobs of a sweep first and only then raises the first failure.
+    the other jobs of a sweep first and only then raises the first failure. A SIGTERM
+    (Lightning stops at the next batch with a ``SystemExit`` of status 0) exits with status
+    143 instead, so a stopped job never looks like a finished one.
     """
     try:
         return _run(cfg)
+    except SIGTERMException:
+        log.error(
+            "the job was stopped by SIGTERM; resume it with ckpt_path=%s",
+            Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt",
+        )
+        raise SystemExit(SIGTERM_STATUS) from None
     except Exception:
         log.exception("the job failed")
         raise

@@ -7,6 +7,11 @@ Tiny runs: 32 training faces in batches of 8, so an epoch is 4 optimizer steps.
 import copy
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -14,7 +19,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 
 from balanced_align.checkpoints import UnsafeCheckpointError, read_checkpoint
-from balanced_align.training import run
+from balanced_align.training import SIGTERM_STATUS, run
 from tests.training_helpers import TINY, compose_train
 
 STEPS_PER_EPOCH = 4
@@ -192,3 +197,43 @@ def test_a_resumed_checkpoint_cannot_name_a_file_to_unpickle(tmp_path, uninterru
     assert any(str(evil) in r.getMessage() for r in caplog.records), "no warning names it"
     results = json.loads((out / "results.json").read_text())
     assert results["best_checkpoint"] is None and "rank1" in results["test"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+def test_a_killed_train_py_resumes_to_the_uninterrupted_weights(
+    tmp_path, repo_root, uninterrupted, signum
+):
+    """`python train.py` killed (kill -9, or SIGTERM as a scheduler sends) once epoch 0's
+    last.ckpt exists, i.e. during epoch 1; resumed from that last.ckpt: run A's final state.
+    SIGTERM also leaves interrupted.ckpt (the state at the signal). Same thread count as
+    run A: with another, float sums run in another order and the weights drift apart."""
+    killed = tmp_path / "killed"
+    overrides = [*FAST, *BEST_IS_FIRST, "test=false", f"hydra.run.dir={killed}"]
+    process = subprocess.Popen(
+        [sys.executable, str(repo_root / "train.py"), *overrides],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        # the thread count of this process: CPU reductions sum in an order set by it
+        env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())},
+    )
+    last = killed / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 600
+    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "train.py ended before it could be killed"
+    process.send_signal(signum)
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == (SIGTERM_STATUS if signum == signal.SIGTERM else -signal.SIGKILL)
+    boundary = read_checkpoint(last)
+    assert (boundary["epoch"], boundary["global_step"]) == (0, STEPS_PER_EPOCH)
+    if signum == signal.SIGTERM:
+        assert f"stopped by SIGTERM; resume it with ckpt_path={last}".encode() in output
+        assert read_checkpoint(killed / "checkpoints" / "interrupted.ckpt")["global_step"] > 0
+
+    resumed = _train(tmp_path / "resumed", f"ckpt_path={last}")
+    expected = read_checkpoint(uninterrupted / "last.ckpt")
+    got = read_checkpoint(resumed / "last.ckpt")
+    _assert_same(got["state_dict"], expected["state_dict"], "final state_dict")
+    _assert_same(got["optimizer_states"], expected["optimizer_states"], "final optimizer")
