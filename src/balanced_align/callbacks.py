@@ -21,6 +21,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, Checkpoint
+from lightning.pytorch.trainer.states import TrainerFn
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,13 @@ class LastCheckpoint(Checkpoint):
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        if trainer.sanity_checking or trainer.fast_dev_run or trainer.global_step == 0:
+        fitting = trainer.state.fn == TrainerFn.FITTING
+        if (
+            not fitting
+            or trainer.sanity_checking
+            or trainer.fast_dev_run
+            or not trainer.global_step
+        ):
             return
         path = self.dirpath / self.INTERRUPTED
         self._save(trainer, path)

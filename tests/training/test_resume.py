@@ -98,6 +98,9 @@ def test_last_ckpt_is_the_last_epoch_even_when_the_best_is_the_first(uninterrupt
     last = read_checkpoint(uninterrupted / "last.ckpt")
     assert best["epoch"] == 0 and not (uninterrupted / "best-epoch01.ckpt").exists()
     assert last["epoch"] == 1 and last["global_step"] == 2 * STEPS_PER_EPOCH
+    # this run's own best checkpoint is accepted as the one to test
+    results = json.loads((uninterrupted.parent / "results.json").read_text())
+    assert results["best_checkpoint"] == str((uninterrupted / "best-epoch00.ckpt").resolve())
 
 
 @pytest.mark.parametrize("kill_step", [STEPS_PER_EPOCH, STEPS_PER_EPOCH + 2])
