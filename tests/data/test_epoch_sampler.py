@@ -89,3 +89,16 @@ def test_training_epoch_batches_do_not_depend_on_workers_or_on_earlier_epochs():
     second = {int(i): img for b in epoch1 for i, img in zip(b["index"], b["image"])}
     common = sorted(first.keys() & second.keys())
     assert common and not any(torch.equal(first[i], second[i]) for i in common)
+
+
+def test_a_resumed_runs_first_iterator_follows_the_later_set_epoch():
+    """Lightning creates a resumed run's first iterator, then calls set_epoch(e): with 2
+    persistent workers the batches are still epoch e's."""
+    running = FaceDataModule(**SYNTH).train_dataloader()
+    _epoch(running, 0)
+    epoch1 = _epoch(running, 1)
+    resumed = FaceDataModule(**{**SYNTH, "num_workers": 2, "persistent_workers": True})
+    loader = resumed.train_dataloader()
+    iterator = iter(loader)  # while restoring: the sampler is still at epoch 0
+    loader.sampler.set_epoch(1)
+    _assert_same_batches(list(iterator), epoch1)

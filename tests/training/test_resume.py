@@ -103,13 +103,20 @@ def test_last_ckpt_is_the_last_epoch_even_when_the_best_is_the_first(uninterrupt
     assert results["best_checkpoint"] == str((uninterrupted / "best-epoch00.ckpt").resolve())
 
 
-@pytest.mark.parametrize("kill_step", [STEPS_PER_EPOCH, STEPS_PER_EPOCH + 2])
-def test_kill_and_resume_from_last_ckpt_ends_bit_identical(tmp_path, uninterrupted, kill_step):
+@pytest.mark.parametrize(
+    ("kill_step", "workers"),
+    [(STEPS_PER_EPOCH, 0), (STEPS_PER_EPOCH + 2, 0), (STEPS_PER_EPOCH + 2, 2)],
+)
+def test_kill_and_resume_from_last_ckpt_ends_bit_identical(
+    tmp_path, uninterrupted, kill_step, workers
+):
     """Killed at the epoch boundary (step 4) or mid-epoch (step 6), resumed from last.ckpt
     (epoch 0's end) to 2 epochs: weights, optimizer (momentum), LR schedule and step counters
-    equal run A's exactly (torch.equal: same ops on the same CPU in the same order)."""
+    equal run A's exactly (torch.equal: same ops on the same CPU in the same order). Also
+    with 2 persistent DataLoader workers, against run A's 0."""
+    loader = [f"data.num_workers={workers}", f"data.persistent_workers={workers > 0}"]
     with pytest.raises(Interrupted):
-        _train(tmp_path / "killed", *_stop_at(kill_step))
+        _train(tmp_path / "killed", *loader, *_stop_at(kill_step))
     killed = tmp_path / "killed" / "checkpoints"
     boundary = read_checkpoint(killed / "last.ckpt")
     assert boundary["epoch"] == 0 and boundary["global_step"] == STEPS_PER_EPOCH
@@ -119,6 +126,7 @@ def test_kill_and_resume_from_last_ckpt_ends_bit_identical(tmp_path, uninterrupt
     RESTORED.clear()
     resumed = _train(
         tmp_path / "resumed",
+        *loader,
         f"ckpt_path={killed / 'last.ckpt'}",
         f"+callbacks.record._target_={HERE}.RecordRestored",
     )

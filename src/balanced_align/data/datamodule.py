@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from balanced_align.data.epoch_sampler import EpochSampler
+from balanced_align.data.epoch_sampler import EpochLoader, EpochSampler
 from balanced_align.data.evaluation_sets import (
     EvaluationItems,
     build_folder_evaluation,
@@ -501,7 +501,7 @@ class FaceDataModule(L.LightningDataModule):
     def _loader(self, dataset, batch_size: int, train: bool) -> DataLoader:
         workers = self.num_workers
         generator = torch.Generator().manual_seed(self.seed) if train else None
-        return DataLoader(
+        return (EpochLoader if train else DataLoader)(
             dataset,
             batch_size=batch_size,
             sampler=self._epoch_sampler(dataset) if train else None,
