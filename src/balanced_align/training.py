@@ -17,14 +17,20 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from balanced_align.checkpoints import module_from_checkpoint, read_checkpoint
 from balanced_align.data.validation import BAD_SAMPLE_POLICIES
 from balanced_align.models import LANDMARK_METHODS
 from balanced_align.module import DEFAULTS, BalancedAlignModule, merge_config, validate_config
 from balanced_align.run_result import RESULTS_FILE, RunResult, RunResultError
 
 log = logging.getLogger(__name__)
+
+#: exit status of a job stopped by SIGTERM (128 + 15, as a shell reports it)
+SIGTERM_STATUS = 143
 
 #: metrics shown in the summary table, in this order (when present)
 SUMMARY_METRICS = ("rank1", "verif_acc", "anme", "cmc@5", "verif_auc")
@@ -122,6 +128,31 @@ def _callbacks(cfg: DictConfig) -> list:
     ]
 
 
+def _own_best_checkpoint(trainer: L.Trainer) -> Path | None:
+    """The best checkpoint of the monitored ``ModelCheckpoint``, if it lies inside that
+    callback's own ``dirpath`` (this run's ``checkpoints/``); else None.
+
+    The path comes from the checkpoint state, which a resumed ``ckpt_path`` restores: a file
+    anywhere else (another run's, or one an attacker named) is never opened; a warning names
+    it and the in-memory model is tested instead.
+    """
+    callback = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    best = getattr(callback, "best_model_path", "") or None
+    if best is None:
+        return None
+    path = Path(best).resolve()
+    folder = Path(callback.dirpath).resolve() if callback.dirpath else None
+    if folder is None or folder not in path.parents or not path.is_file():
+        log.warning(
+            "best checkpoint %r (from the checkpoint state) is not a file in this run's "
+            "checkpoint folder %s; testing the model in memory instead",
+            best,
+            folder,
+        )
+        return None
+    return path
+
+
 def _finite(value) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None
@@ -153,10 +184,18 @@ def run(cfg: DictConfig) -> float | None:
     """Train, test the best checkpoint, write ``results.json``; return ``optimized_metric``.
 
     A failure is logged with its traceback before it propagates: Hydra's multirun finishes
-    the other jobs of a sweep first and only then raises the first failure.
+    the other jobs of a sweep first and only then raises the first failure. A SIGTERM
+    (Lightning stops at the next batch with a ``SystemExit`` of status 0) exits with status
+    143 instead, so a stopped job never looks like a finished one.
     """
     try:
         return _run(cfg)
+    except SIGTERMException:
+        log.error(
+            "the job was stopped by SIGTERM; resume it with ckpt_path=%s",
+            Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt",
+        )
+        raise SystemExit(SIGTERM_STATUS) from None
     except Exception:
         log.exception("the job failed")
         raise
@@ -208,7 +247,8 @@ def _run(cfg: DictConfig) -> float | None:
         cfg.trainer, logger=loggers or False, callbacks=_callbacks(cfg)
     )
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    # a resumed checkpoint is read with torch.load(weights_only=True): nothing in it runs
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     if trainer.is_global_zero and cfg.get("figures", True):
         # aligned faces, warp grid, α and template of the trained model (also to the loggers)
         from balanced_align.viz import save_module_figures
@@ -223,10 +263,14 @@ def _run(cfg: DictConfig) -> float | None:
         if k.startswith("val/")
     }
     test_metrics = {}
-    best_path = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+    best_path = _own_best_checkpoint(trainer)
     if cfg.get("test"):
-        ckpt = best_path if best_path else None
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=False)
+        tested = (
+            model
+            if best_path is None
+            else module_from_checkpoint(read_checkpoint(best_path), best_path)
+        )
+        results = trainer.test(tested, datamodule=datamodule)
         if results:
             test_metrics = {k.removeprefix("test/"): _finite(v) for k, v in results[0].items()}
 
@@ -239,7 +283,7 @@ def _run(cfg: DictConfig) -> float | None:
         seed=int(cfg.seed),
         val=val_metrics,
         test=test_metrics,
-        best_checkpoint=best_path,
+        best_checkpoint=None if best_path is None else str(best_path),
         epochs=trainer.current_epoch,
         global_step=trainer.global_step,
         wall_time_s=time.perf_counter() - start,

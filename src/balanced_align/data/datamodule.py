@@ -6,11 +6,12 @@ FaceRecords turned into sample dicts by a :class:`FaceTransform` (see
 (:mod:`.evaluation_sets`) with their :class:`EvaluationProtocol`, loaded without
 shuffling or augmentation.
 
-Reproducibility: training shuffles with a ``torch.Generator`` seeded from ``seed``; the
-augmentation randomness lives in the transform and is re-seeded in every worker by
-:func:`seed_worker` from torch's per-worker seed (itself drawn from that generator). A
-training run is thus reproducible given ``seed`` and ``num_workers``; evaluation batches
-are deterministic and do not depend on the worker count.
+Reproducibility: the training order of epoch ``e`` and every sample's augmentation are
+pure functions of ``(seed, e, index)`` (an :class:`~.epoch_sampler.EpochSampler` yields
+``(epoch, index)`` keys; the transform draws from them). So training batches do not depend
+on the worker count, and a run resumed at an epoch boundary sees exactly the batches an
+uninterrupted run sees. Shard streams seed themselves from ``(seed, epoch, rank, worker)``
+(:mod:`.shards`). Evaluation batches are deterministic and do not depend on the worker count.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
+from balanced_align.data.epoch_sampler import EpochLoader, EpochSampler
 from balanced_align.data.evaluation_sets import (
     EvaluationItems,
     build_folder_evaluation,
@@ -43,7 +45,11 @@ DATASETS = ("synthfaces", "folder", "shards")
 
 
 class FaceSampleDataset(Dataset):
-    """Data set of sample dicts: ``transform(records[i], index=i)``."""
+    """Data set of sample dicts: ``transform(records[i], index=i)``.
+
+    A key ``(epoch, i)`` (from :class:`~.epoch_sampler.EpochSampler`) gives
+    ``transform(records[i], index=i, epoch=epoch)``: augmentation keyed by both.
+    """
 
     def __init__(self, records, transform: FaceTransform) -> None:
         self.records = records
@@ -52,8 +58,11 @@ class FaceSampleDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return self.transform(self.records[index], index=int(index))
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        if isinstance(key, tuple):
+            epoch, index = key
+            return self.transform(self.records[int(index)], index=int(index), epoch=int(epoch))
+        return self.transform(self.records[key], index=int(key))
 
     def reseed(self, seed: int) -> None:
         self.transform.reseed(seed)
@@ -492,10 +501,10 @@ class FaceDataModule(L.LightningDataModule):
     def _loader(self, dataset, batch_size: int, train: bool) -> DataLoader:
         workers = self.num_workers
         generator = torch.Generator().manual_seed(self.seed) if train else None
-        return DataLoader(
+        return (EpochLoader if train else DataLoader)(
             dataset,
             batch_size=batch_size,
-            shuffle=train,
+            sampler=self._epoch_sampler(dataset) if train else None,
             drop_last=train and len(dataset) >= batch_size,
             num_workers=workers,
             collate_fn=collate_samples,
@@ -503,6 +512,15 @@ class FaceDataModule(L.LightningDataModule):
             persistent_workers=self.persistent_workers and workers > 0,
             worker_init_fn=seed_worker if workers > 0 else None,
             generator=generator,
+        )
+
+    def _epoch_sampler(self, dataset) -> EpochSampler:
+        """The training order: epoch-indexed, this rank's share under DDP."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return EpochSampler(dataset, self.seed)
+        return EpochSampler(
+            dataset, self.seed, num_replicas=trainer.world_size, rank=trainer.global_rank
         )
 
     def train_dataloader(self) -> DataLoader:

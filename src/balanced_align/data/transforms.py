@@ -168,8 +168,15 @@ class FaceTransform:
     Training: resize, horizontal flip with landmark permutation (``jitter.flip_p``),
     then affine, colour and blur jitter (:class:`JitterConfig`).
 
-    Randomness comes from the transform's own generators, seeded by ``seed`` and
-    re-seeded in DataLoader workers through :meth:`reseed` (see ``datamodule.seed_worker``).
+    Randomness, two ways:
+
+    - keyed (``epoch`` given): the augmentation of a sample is a pure function of
+      ``(seed, epoch, index)``, whatever came before it, in whichever worker. The map-style
+      training loader uses this (see :mod:`.epoch_sampler`), so a resumed run draws exactly
+      the augmentations an uninterrupted run would.
+    - streamed (``epoch=None``): the transform's own generators, seeded by ``seed`` and
+      re-seeded in DataLoader workers through :meth:`reseed` (``datamodule.seed_worker``);
+      used by the shard stream, which seeds itself from ``(seed, epoch, rank, worker)``.
 
     Args:
         train: training augmentation on/off.
@@ -193,11 +200,16 @@ class FaceTransform:
         self.schema = None if schema is None else get_schema(schema)
         self.jitter = jitter or JitterConfig()
         self._compose = build_jitter(self.jitter) if self.train else None
+        self.seed = int(seed) % 2**63  # keyed randomness; reseed() leaves it alone
         self.reseed(seed)
 
     def reseed(self, seed: int) -> None:
-        """Restart the augmentation randomness from ``seed`` (flip and albumentations)."""
-        flip_seed, alb_seed = np.random.SeedSequence(int(seed) % 2**63).generate_state(2)
+        """Restart the streamed augmentation randomness from ``seed`` (flip and
+        albumentations). Keyed calls (``epoch`` given) do not depend on it."""
+        self._restart(np.random.SeedSequence(int(seed) % 2**63))
+
+    def _restart(self, sequence: np.random.SeedSequence) -> None:
+        flip_seed, alb_seed = sequence.generate_state(2)
         self._rng = np.random.default_rng(int(flip_seed))
         if self._compose is not None:
             self._compose.set_random_seed(int(alb_seed))
@@ -219,7 +231,18 @@ class FaceTransform:
             )
         return out["image"], points + _ALB_SHIFT
 
-    def __call__(self, record: FaceRecord, index: int = -1) -> dict[str, torch.Tensor]:
+    def __call__(
+        self, record: FaceRecord, index: int = -1, epoch: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The sample dict of ``record`` (item ``index`` of its data set). With ``epoch``,
+        training randomness is keyed by ``(seed, epoch, index)`` (needs ``index >= 0``)."""
+        if self.train and epoch is not None:
+            if int(index) < 0 or int(epoch) < 0:
+                raise ValueError(
+                    f"FaceTransform: keyed augmentation needs index >= 0 and epoch >= 0, "
+                    f"got index={index}, epoch={epoch}"
+                )
+            self._restart(np.random.SeedSequence([self.seed, int(epoch), int(index)]))
         image = record.image
         require_rgb_uint8(image, f"FaceTransform: record {record.source or index!r}")
         landmarks = None
