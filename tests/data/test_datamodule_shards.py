@@ -54,3 +54,23 @@ def test_shards_mode_folder_eval(tmp_path):
     dm = _dm(tmp_path, root=str(ATT))
     dm.setup("fit")
     assert len(dm.evaluation_items("val")) + len(dm.evaluation_items("test")) == 120
+
+
+def _images_by_index(loader, epoch):
+    loader.sampler.set_epoch(epoch)  # what Lightning does before each epoch
+    return {int(i): image for b in loader for i, image in zip(b["index"], b["image"])}
+
+
+def test_augmentation_is_keyed_by_seed_epoch_and_sample_not_by_reader(tmp_path):
+    """Epoch 1 read after epoch 0 by the main process equals, sample by sample, epoch 1
+    read first by 2 workers (other batches, other readers): a resumed run's augmentations."""
+    running = _dm(tmp_path / "a", num_workers=0)
+    running.setup("fit")
+    loader = running.train_dataloader()
+    epoch0, epoch1 = _images_by_index(loader, 0), _images_by_index(loader, 1)
+    fresh = _dm(tmp_path / "b", num_workers=2)  # the same shards, written again
+    fresh.setup("fit")
+    resumed = _images_by_index(fresh.train_dataloader(), 1)
+    assert sorted(resumed) == sorted(epoch1) == list(range(30))
+    assert all(torch.equal(resumed[i], epoch1[i]) for i in range(30))
+    assert not any(torch.equal(epoch0[i], epoch1[i]) for i in range(30))

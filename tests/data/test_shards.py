@@ -3,6 +3,7 @@
 import json
 import math
 import tarfile
+import time
 from pathlib import Path
 
 import cv2
@@ -131,7 +132,7 @@ def test_two_ranks_two_workers_read_every_sample_exactly_once(tmp_path, total, p
 def test_dataloader_workers_per_simulated_rank_partition_the_set(tmp_path):
     root = _write(tmp_path, 23, 4)
 
-    def as_index(record, index):
+    def as_index(record, index, epoch):
         return {"index": torch.tensor(index), "label": torch.tensor(record.label)}
 
     seen, lengths, counts = [], [], []
@@ -166,7 +167,7 @@ def test_set_epoch_reaches_persistent_workers_through_lightnings_sampler_call(tm
 
     root = _write(tmp_path, 24, 3)
 
-    def as_index(record, index):
+    def as_index(record, index, epoch):
         return {"index": torch.tensor(index)}
 
     def order(loader):
@@ -243,8 +244,35 @@ def test_cli_converts_an_identity_folder_tree_with_landmark_table(tmp_path):
     assert main(argv) == 2  # refuses to overwrite without --overwrite
 
 
-def _index_only(record, index):
+def _index_only(record, index, epoch):
     return {"index": torch.tensor(index)}
+
+
+def _index_and_epoch(record, index, epoch):
+    return {"index": torch.tensor(index), "epoch": torch.tensor(epoch)}
+
+
+def test_a_resumed_runs_first_iterator_follows_the_later_set_epoch(tmp_path):
+    """Lightning creates a resumed run's first iterator, then calls set_epoch(e): with 2
+    persistent workers the batches are still epoch e's, and the transform is told e."""
+    from lightning.fabric.utilities.data import _set_sampler_epoch
+
+    root = _write(tmp_path, 24, 3)
+    kw = dict(seed=5, shuffle_buffer=4, batch_size=4)
+    fresh = ShardStream(root, _index_and_epoch, epoch=1, **kw)
+    epoch1 = list(ShardLoader(fresh, num_workers=2))
+    assert all(b["epoch"].tolist() == [1] * len(b["epoch"]) for b in epoch1)
+    epoch0 = list(ShardLoader(ShardStream(root, _index_and_epoch, **kw), num_workers=2))
+    assert [b["index"].tolist() for b in epoch0] != [b["index"].tolist() for b in epoch1]
+
+    resumed = ShardStream(root, _index_and_epoch, **kw)  # epoch 0 until Lightning says
+    loader = ShardLoader(resumed, num_workers=2, persistent_workers=True)
+    iterator = iter(loader)  # while restoring
+    time.sleep(1.0)  # restoring takes a while: workers started by iter() would read epoch 0
+    _set_sampler_epoch(loader, 1)
+    got = list(iterator)
+    assert [b["index"].tolist() for b in got] == [b["index"].tolist() for b in epoch1]
+    assert all(b["epoch"].tolist() == [1] * len(b["epoch"]) for b in got)
 
 
 def _ddp_rank(rank: int, world: int, root: str, rendezvous: str, results: str) -> None:

@@ -10,8 +10,11 @@ Reproducibility: the training order of epoch ``e`` and every sample's augmentati
 pure functions of ``(seed, e, index)`` (an :class:`~.epoch_sampler.EpochSampler` yields
 ``(epoch, index)`` keys; the transform draws from them). So training batches do not depend
 on the worker count, and a run resumed at an epoch boundary sees exactly the batches an
-uninterrupted run sees. Shard streams seed themselves from ``(seed, epoch, rank, worker)``
-(:mod:`.shards`). Evaluation batches are deterministic and do not depend on the worker count.
+uninterrupted run sees. Shard streams (:mod:`.shards`) order an epoch by ``(seed, epoch,
+rank, worker)`` and key each sample's augmentation by ``(seed, epoch, index)`` the same way,
+so their batches depend on the worker and rank counts but a resumed run sees the
+uninterrupted run's batches too. Evaluation batches are deterministic and do not depend on
+the worker count.
 """
 
 from __future__ import annotations
@@ -526,10 +529,8 @@ class FaceDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         self._require_setup()
         if self.dataset == "shards":
-            # Lightning calls loader.sampler.set_epoch(e) before each epoch's iterator;
-            # this covers the first iterator of a resumed run, created before that call.
-            trainer = getattr(self, "trainer", None)
-            self.train_set.set_epoch(int(trainer.current_epoch) if trainer is not None else 0)
+            # Lightning calls loader.sampler.set_epoch(e) before each epoch's first batch,
+            # and the ShardLoader starts its workers only then (also on a resumed run).
             workers = self.num_workers
             return ShardLoader(
                 self.train_set,

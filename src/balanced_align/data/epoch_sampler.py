@@ -44,8 +44,10 @@ class EpochSampler(DistributedSampler):
 
 
 class EpochLoader(DataLoader):
-    """A ``DataLoader`` whose ``iter()`` defers the real iterator (and its workers' first
-    requests to the sampler) to the first ``next()``, after Lightning's ``set_epoch``."""
+    """A ``DataLoader`` whose ``iter()`` defers the real iterator (and its workers' start:
+    their first requests to the sampler, or a stream's reading of the epoch) to the first
+    ``next()``, after Lightning's ``set_epoch``. The shard loader
+    (:class:`~balanced_align.data.shards.ShardLoader`) is one too."""
 
     def __iter__(self) -> Iterator[Any]:
         return _FirstBatchIterator(self)

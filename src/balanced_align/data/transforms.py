@@ -171,12 +171,12 @@ class FaceTransform:
     Randomness, two ways:
 
     - keyed (``epoch`` given): the augmentation of a sample is a pure function of
-      ``(seed, epoch, index)``, whatever came before it, in whichever worker. The map-style
-      training loader uses this (see :mod:`.epoch_sampler`), so a resumed run draws exactly
-      the augmentations an uninterrupted run would.
+      ``(seed, epoch, index)``, whatever came before it, in whichever worker. The training
+      loaders use this (the map-style one, see :mod:`.epoch_sampler`, and the shard
+      stream, :mod:`.shards`), so a resumed run draws exactly the augmentations an
+      uninterrupted run would.
     - streamed (``epoch=None``): the transform's own generators, seeded by ``seed`` and
-      re-seeded in DataLoader workers through :meth:`reseed` (``datamodule.seed_worker``);
-      used by the shard stream, which seeds itself from ``(seed, epoch, rank, worker)``.
+      re-seeded in DataLoader workers through :meth:`reseed` (``datamodule.seed_worker``).
 
     Args:
         train: training augmentation on/off.

@@ -50,7 +50,13 @@ batch (a DataLoader that batches per worker would give ranks different batch cou
 Epochs: :meth:`ShardStream.set_epoch` writes the epoch into a one-element tensor in shared
 memory, so DataLoader workers, persistent ones included, read the new value when the next
 epoch's iteration starts. :class:`ShardLoader`'s sampler relays Lightning's per-epoch
-``sampler.set_epoch`` call to the stream, so a Lightning run needs no callback.
+``sampler.set_epoch`` call to the stream, so a Lightning run needs no callback, and the
+loader starts an epoch's iteration at its first batch, after that call (a resumed run
+creates its first iterator before it). The transform gets ``(record, index=key,
+epoch=epoch)``, ``key`` the sample's writing position: augmentation keyed by ``(seed,
+epoch, key)`` (``FaceTransform``) is then the same whichever reader draws the sample and
+whatever ran before. So epoch e's batches are a pure function of ``(seed, e)`` and the
+rank, world and worker counts, and a run resumed at an epoch boundary sees the same ones.
 
 CLI::
 

@@ -4,7 +4,8 @@
 across (rank, worker) pairs and, given a ``batch_size``, keeps ranks in step with equal batch
 counts (the split is described in the package docstring, :mod:`balanced_align.data.shards`);
 :class:`ShardLoader` is a ``DataLoader`` whose sampler (:class:`_EpochRelay`) forwards
-Lightning's ``set_epoch`` call to the stream.
+Lightning's ``set_epoch`` call to the stream, and which starts its workers at the first batch
+(an :class:`~balanced_align.data.epoch_sampler.EpochLoader`), after that call.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset, Sampler, get_worker_info
+from torch.utils.data import IterableDataset, Sampler, get_worker_info
 
+from balanced_align.data.epoch_sampler import EpochLoader
 from balanced_align.data.shards.reader import ShardIndex, decode_sample, iter_shard
 
 
@@ -53,13 +55,16 @@ class ShardStream(IterableDataset):
 
     Args:
         index_json_or_dir: ``index.json`` or the folder holding it.
-        transform: ``transform(record, index=global_index)`` (e.g. a ``FaceTransform``);
-            None yields the :class:`FaceRecord` itself. ``global_index`` is the sample's
-            position in writing order (stable across epochs).
+        transform: ``transform(record, index=global_index, epoch=epoch)`` (e.g. a
+            ``FaceTransform``, whose augmentation is then a pure function of ``(seed,
+            epoch, global_index)``); None yields the :class:`FaceRecord` itself.
+            ``global_index`` is the sample's position in writing order (stable across
+            epochs, ranks and workers).
         shuffle_shards: draw the shard order from ``(seed, epoch)``; else index order.
         shuffle_buffer: each worker shuffles its samples through a buffer of this many
             encoded samples (0 or 1: no shuffling within a worker).
-        seed, epoch: the epoch's randomness (shard order, buffer) derives from both.
+        seed, epoch: the epoch's order (shard order, buffer) derives from both (and from
+            the reader's rank and worker).
         batch_size: yield batches (see the package docstring), collated by ``collate_fn``
             (default: ``torch.utils.data.default_collate`` with a transform, a list of
             records without); use with ``DataLoader(batch_size=None)`` or
@@ -119,11 +124,6 @@ class ShardStream(IterableDataset):
         if epoch < 0:
             raise ValueError(f"epoch must be >= 0, got {epoch}")
         self._epoch[0] = epoch
-
-    def reseed(self, seed: int) -> None:
-        """Re-seed the transform's augmentation (``datamodule.seed_worker`` calls this)."""
-        if hasattr(self.transform, "reseed"):
-            self.transform.reseed(seed)
 
     def rank_and_world(self) -> tuple[int, int]:
         """(rank, world_size): the given ones, else ``torch.distributed``'s, else (0, 1)."""
@@ -238,11 +238,11 @@ class ShardStream(IterableDataset):
         rng.shuffle(buffer)
         yield from buffer
 
-    def _sample(self, global_index: int, key: str, files: dict, where: str):
+    def _sample(self, epoch: int, global_index: int, key: str, files: dict, where: str):
         record = decode_sample(key, files, where, self.index.num_points)
         if self.transform is None:
             return record
-        return self.transform(record, index=global_index)
+        return self.transform(record, index=global_index, epoch=epoch)
 
     def __iter__(self) -> Iterator:
         epoch = self.epoch
@@ -251,7 +251,8 @@ class ShardStream(IterableDataset):
         rank, _ = self.rank_and_world()
         worker, _ = self.worker_and_count()
         rng = np.random.default_rng([self.seed, epoch, rank, worker, 1])
-        samples = (self._sample(*raw) for raw in self._shuffled(self._raw(a, b, order), rng))
+        items = self._shuffled(self._raw(a, b, order), rng)
+        samples = (self._sample(epoch, *item) for item in items)
         if self.batch_size is None:
             yield from samples
             return
@@ -283,12 +284,15 @@ class _EpochRelay(Sampler):
             yield None
 
 
-class ShardLoader(DataLoader):
+class ShardLoader(EpochLoader):
     """``DataLoader`` over a :class:`ShardStream` whose ``sampler.set_epoch`` sets the epoch.
 
     Lightning (and any loop that follows the ``DistributedSampler`` habit) calls
-    ``loader.sampler.set_epoch(epoch)`` before each epoch's iterator is created; here that
-    reaches the stream, through shared memory into the workers. With a batching stream
+    ``loader.sampler.set_epoch(epoch)`` before each epoch's first batch; here that reaches
+    the stream, through shared memory into the workers. Workers read the epoch when they
+    start an iteration, so, as an :class:`EpochLoader`, ``iter(loader)`` starts them only at
+    the first batch: a resumed run's first iterator, which Lightning creates before its
+    ``set_epoch``, still reads the resumed epoch. With a batching stream
     (``batch_size`` set) the loader does no batching of its own (``batch_size=None``) and
     ``len(loader)`` is the stream's batch count, the same on every rank.
     ``shuffle``/``sampler``/``batch_sampler`` are not accepted (the stream shuffles).
