@@ -1,5 +1,6 @@
 """Kill and resume: last.ckpt is the last epoch boundary, a resumed run ends bit-identical to an
-uninterrupted one, and a resumed checkpoint cannot make the run open (unpickle) other files.
+uninterrupted one (map-style data and tar shards), and a resumed checkpoint cannot make the run
+open (unpickle) other files.
 
 Tiny runs: 32 training faces in batches of 8, so an epoch is 4 optimizer steps.
 """
@@ -19,6 +20,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 
 from balanced_align.checkpoints import UnsafeCheckpointError, read_checkpoint
+from balanced_align.data.shards import convert_to_shards
+from balanced_align.data.synthfaces import SynthFaces
 from balanced_align.training import SIGTERM_STATUS, run
 from tests.training_helpers import TINY, compose_train
 
@@ -61,8 +64,8 @@ class RecordRestored(Callback):
         )
 
 
-def _train(out, *overrides, test=False):
-    cfg = compose_train([*FAST, *BEST_IS_FIRST, f"test={test}", *overrides], output_dir=out)
+def _train(out, *overrides, test=False, base=FAST):
+    cfg = compose_train([*base, *BEST_IS_FIRST, f"test={test}", *overrides], output_dir=out)
     run(cfg)
     return out / "checkpoints"
 
@@ -152,6 +155,49 @@ def test_kill_and_resume_from_last_ckpt_ends_bit_identical(
     assert not torch.equal(
         expected["state_dict"]["align_loss.template"], boundary["state_dict"]["align_loss.template"]
     )
+
+
+#: FAST for data=shards: the training set is the shards (no SynthFaces training-set keys)
+SHARDS_FAST = [
+    o
+    for o in FAST
+    if not o.startswith(("data.num_train_identities=", "data.train_images_per_identity="))
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_shards(tmp_path_factory):
+    """The 32 training faces of FAST (8 identities x 4, 48 px) as 7 shards of <= 5."""
+    out = tmp_path_factory.mktemp("shards") / "train"
+    convert_to_shards(SynthFaces(8, 4, image_size=48, seed=0), out, samples_per_shard=5)
+    return out
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_shards_run_killed_mid_epoch_resumes_bit_identical(tmp_path, tiny_shards, workers):
+    """data=shards, killed mid-epoch 1 (step 6) and resumed from last.ckpt (epoch 0's end):
+    the uninterrupted run's final weights and optimizer state exactly. The split, hence the
+    batches, depends on the worker count, so both runs use the same one (2: persistent)."""
+    data = [
+        "data=shards",
+        f"data.shards={tiny_shards}",
+        "data.shuffle_buffer=6",
+        f"data.num_workers={workers}",
+        f"data.persistent_workers={workers > 0}",
+    ]
+    expected = read_checkpoint(_train(tmp_path / "a", *data, base=SHARDS_FAST) / "last.ckpt")
+    assert (expected["epoch"], expected["global_step"]) == (1, 2 * STEPS_PER_EPOCH)
+    with pytest.raises(Interrupted):
+        _train(tmp_path / "killed", *data, *_stop_at(STEPS_PER_EPOCH + 2), base=SHARDS_FAST)
+    last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    boundary = read_checkpoint(last)
+    assert (boundary["epoch"], boundary["global_step"]) == (0, STEPS_PER_EPOCH)
+
+    resumed = _train(tmp_path / "resumed", *data, f"ckpt_path={last}", base=SHARDS_FAST)
+    got = read_checkpoint(resumed / "last.ckpt")
+    _assert_same(got["state_dict"], expected["state_dict"], "final state_dict")
+    _assert_same(got["optimizer_states"], expected["optimizer_states"], "final optimizer")
+    assert (got["epoch"], got["global_step"]) == (expected["epoch"], expected["global_step"])
 
 
 class Payload:
