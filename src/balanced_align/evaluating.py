@@ -44,6 +44,7 @@ from balanced_align.data.formats import (
 from balanced_align.data.sources import read_landmark_table, to_corner
 from balanced_align.evaluation import benchmarks as bm
 from balanced_align.module import BalancedAlignModule
+from balanced_align.run_result import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -340,8 +341,9 @@ def run(cfg: DictConfig) -> dict:
     }
     results_path = output_dir / "results.json"
     results["results_path"] = str(results_path)
-    results_path.write_text(json.dumps(results, indent=2, default=str))
-    (output_dir / "results.md").write_text(markdown_table(results))
+    # atomic: a job killed mid-write leaves the previous file or none, never a truncated one
+    atomic_write_text(results_path, json.dumps(results, indent=2, default=str))
+    atomic_write_text(output_dir / "results.md", markdown_table(results))
     _print_table(results)
     _log(cfg, results)
     return results

@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
+from balanced_align import run_result
 from balanced_align.data.formats import (
     write_bin,
     write_distractor_list,
@@ -26,6 +27,7 @@ from balanced_align.data.synthfaces import SynthFaces
 from balanced_align.evaluating import UnsafeCheckpointError, load_checkpoint, make_embed, run
 from balanced_align.module import BalancedAlignModule
 from balanced_align.training import run as train
+from tests.test_run_result import _Killed, _OsThatDiesInFsync
 from tests.training_helpers import CONF_DIR, TINY, compose_train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -241,7 +243,8 @@ def test_landmark_checkpoint_and_missing_paths_are_errors(tmp_path):
         run(cfg)
 
 
-def test_metrics_go_to_the_configured_logger(tmp_path):
+def _plain_bin_eval(tmp_path: Path) -> list[str]:
+    """An untrained plain-backbone checkpoint and a 4-pair .bin set: eval.py overrides."""
     model = BalancedAlignModule(
         num_classes=3, model=SMALL, align={"method": "none"}, loss={"lambda": 0.0}
     )
@@ -251,7 +254,11 @@ def test_metrics_go_to_the_configured_logger(tmp_path):
     images = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(8)]
     write_bin(tmp_path / "cfp.bin", images, [True, False, True, False])
     overrides = [f"ckpt_path={path}", "benchmark=bin", f"benchmark.bin.path={tmp_path / 'cfp.bin'}"]
-    overrides += ["benchmark.bin.n_folds=2", "logger=csv", "precision=bf16", "num_workers=0"]
+    return [*overrides, "benchmark.bin.n_folds=2", "num_workers=0"]
+
+
+def test_metrics_go_to_the_configured_logger(tmp_path):
+    overrides = [*_plain_bin_eval(tmp_path), "logger=csv", "precision=bf16"]
     results = run(compose_eval(overrides, tmp_path / "out"))
     (metrics_file,) = (tmp_path / "out" / "csv").rglob("metrics.csv")
     header, row = metrics_file.read_text().splitlines()[:2]
@@ -259,3 +266,18 @@ def test_metrics_go_to_the_configured_logger(tmp_path):
     acc = results["benchmarks"]["bin/cfp"]["verif_acc"]
     assert float(logged["bin/cfp/verif_acc"]) == pytest.approx(acc)
     assert results["precision"] == "bf16" and (tmp_path / "out" / "results.md").is_file()
+
+
+def test_results_json_killed_before_the_rename_leaves_the_old_file_whole(tmp_path, monkeypatch):
+    """eval.py writes results.json (and results.md) through a temporary file and a rename:
+    stopped once the new text is written but before the rename, the previous results stay
+    whole and no temporary file is left."""
+    cfg = compose_eval(_plain_bin_eval(tmp_path), tmp_path / "out")
+    results_path = Path(run(cfg)["results_path"])
+    before = results_path.read_bytes()
+    json.loads(before)
+    monkeypatch.setattr(run_result, "os", _OsThatDiesInFsync())
+    with pytest.raises(_Killed):
+        run(cfg)
+    assert results_path.read_bytes() == before
+    assert not [p.name for p in results_path.parent.iterdir() if p.name.endswith(".tmp")]
