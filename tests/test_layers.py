@@ -9,6 +9,9 @@ top-level module), and a unit may import only the units :data:`ALLOWED` lists fo
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -159,3 +162,28 @@ def test_the_check_catches_what_it_should(tmp_path, source, line, allowed):
     (root / "core" / "schema.py").write_text("")
     (root / source).write_text(line + "\n")
     assert (layer_violations(root) == []) is allowed
+
+
+def test_only_the_faces_figure_of_the_report_loads_models():
+    """``import balanced_align.report`` (tables, markdown, CLI) loads no model, checkpoint
+    reader, data module or Lightning; ``balanced_align.report.faces`` does."""
+    heavy = ("balanced_align.module", "balanced_align.models", "balanced_align.checkpoints")
+    heavy += ("balanced_align.data.datamodule", "lightning")
+    probe = (
+        "import sys, {module}; "
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] == 'lightning' or m in {heavy}))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PACKAGE.parent), *sys.path])}
+    loaded = {}
+    for module in ("balanced_align.report", "balanced_align.report.faces"):
+        done = subprocess.run(
+            [sys.executable, "-c", probe.format(module=module)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        loaded[module] = done.stdout.strip()
+    assert loaded["balanced_align.report"] == "[]"
+    assert "balanced_align.module" in loaded["balanced_align.report.faces"]
