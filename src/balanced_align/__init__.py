@@ -1,10 +1,17 @@
-"""balanced-align: Balanced Alignment for Face Recognition (Wei, Lu, Wei)."""
+"""balanced-align: Balanced Alignment for Face Recognition (Wei, Lu, Wei).
+
+``from balanced_align import BalancedAlignModule, FaceEmbedder`` works, but the two load on
+first access. This is not a cycle workaround: Python runs this file before every
+``balanced_align.X`` import, so an eager import here would make ``import
+balanced_align.geometry`` load Lightning, the models, the data and every other layer above
+it (docs/design.md §6). ``tests/test_layers.py`` checks that this file imports the project
+only inside functions.
+"""
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    # Lazy, so that `import balanced_align.geometry` does not import Lightning.
     if name == "BalancedAlignModule":
         from balanced_align.module import BalancedAlignModule
 
@@ -13,4 +20,4 @@ def __getattr__(name: str):
         from balanced_align.inference import FaceEmbedder
 
         return FaceEmbedder
-    raise AttributeError(name)
+    raise AttributeError(f"module 'balanced_align' has no attribute {name!r}")

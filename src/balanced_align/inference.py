@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from balanced_align.data.schema import LandmarkSchema, get_schema
+from balanced_align.core.schema import LandmarkSchema, get_schema
 from balanced_align.data.transforms import resize_face, to_tensor
 from balanced_align.data.validation import read_image
 from balanced_align.geometry.coords import pixel_to_normalized

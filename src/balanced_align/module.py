@@ -3,8 +3,14 @@
 It owns the recognizer (IR-ResNet with an STN at the input, at the stage-0 feature map, or
 none), the margin head and the alignment loss, and trains L = L_fr + λ·L_align
 (docs/design.md §1). Validation and test embed the evaluation set with flip TTA, gather the rows
-across ranks, and run the protocols the data module describes (verification, MegaFace-style
+across ranks, and run the evaluation protocols it was given (verification, MegaFace-style
 rank-1, rank-1 per |yaw| bin, ANME of the alignment the model applies).
+
+The module never reads the data module: it receives the template, the protocols and the
+batch size explicitly (``template_init`` / :meth:`BalancedAlignModule.set_template`,
+:meth:`BalancedAlignModule.set_evaluation_protocols`, ``optim.batch_size``); the
+:class:`~balanced_align.data_hook.DataModuleHook` callback, which
+:meth:`BalancedAlignModule.configure_callbacks` adds, hands them over from a data module.
 
 Everything is built from plain values (dicts of numbers and strings), so checkpoints hold no
 Hydra objects and notebooks can call ``BalancedAlignModule(num_classes=…)`` directly.
@@ -22,7 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from balanced_align.data.schema import get_schema
+from balanced_align.core.protocol import EvaluationProtocol
+from balanced_align.core.schema import get_schema
+from balanced_align.data_hook import DataModuleHook
 from balanced_align.evaluation import EmbeddingCollector, anme, evaluate_protocol
 from balanced_align.evaluation.anme import UndefinedANMEError
 from balanced_align.evaluation.embeddings import flip_tta_embeddings
@@ -151,8 +159,9 @@ class BalancedAlignModule(L.LightningModule):
         num_classes: number of training identities.
         model, align, loss, optim: dicts overriding :data:`DEFAULTS` (plain values).
         template_init: (S, 2) initial template in normalised coordinates (e.g. the mean
-            landmarks of frontal training faces, T_fix). If None, the module takes
-            ``datamodule.mean_frontal_landmarks()`` at ``setup``.
+            landmarks of frontal training faces, T_fix). If None, :meth:`set_template` or
+            :meth:`template_from_data` must give it before training (the data module's
+            ``mean_frontal_landmarks()``, through :class:`DataModuleHook`).
         num_landmarks: S, when ``template_init`` is None (84 for the project's schema).
         schema: landmark schema name (for ANME's eye indices).
 
@@ -255,6 +264,7 @@ class BalancedAlignModule(L.LightningModule):
             self.register_buffer("template_ready", torch.tensor(template_init is not None))
         self.val_collector = self._collector()
         self.test_collector = self._collector()
+        self._protocols: dict[str, EvaluationProtocol] = {}
 
     # -- construction helpers ------------------------------------------------------------
     @staticmethod
@@ -292,22 +302,42 @@ class BalancedAlignModule(L.LightningModule):
             return self.recognizer.aligner.template
         return None if self.align_loss is None else self.align_loss.template
 
+    def configure_callbacks(self) -> list[L.Callback]:
+        """:class:`DataModuleHook`: hands the data module's template and protocols over."""
+        return [DataModuleHook()]
+
     def setup(self, stage: str) -> None:
         if self.template is None or bool(self.template_ready):
             return
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
-        if not getattr(datamodule, "has_landmarks", True) and self.lam == 0:
+        raise ValueError(
+            "BalancedAlignModule: no template_init was given and the data module cannot "
+            "provide mean_frontal_landmarks() (or call set_template before training)"
+        )
+
+    def template_from_data(self, has_landmarks: bool, mean_frontal_landmarks=None) -> None:
+        """Initialise T from the training data unless it is set already.
+
+        has_landmarks: whether the training data has landmarks. mean_frontal_landmarks: a
+        callable returning (S, 2) normalised landmarks (called only when T is needed), or
+        None when the data cannot provide them (then :meth:`setup` raises).
+        """
+        if self.template is None or bool(self.template_ready):
+            return
+        if not has_landmarks and self.lam == 0 and not self.landmark_aligned:
             # a plain STN on data without landmarks: no L_align, no ANME, T is never used
-            if not self.landmark_aligned:
-                self.template_ready.fill_(True)
-                return
-        if datamodule is None or not hasattr(datamodule, "mean_frontal_landmarks"):
-            raise ValueError(
-                "BalancedAlignModule: no template_init was given and the data module cannot "
-                "provide mean_frontal_landmarks()"
-            )
-        template = torch.as_tensor(datamodule.mean_frontal_landmarks(), dtype=torch.float32)
-        self.set_template(template)
+            self.template_ready.fill_(True)
+            return
+        if mean_frontal_landmarks is not None:
+            self.set_template(torch.as_tensor(mean_frontal_landmarks(), dtype=torch.float32))
+
+    def set_evaluation_protocols(
+        self, val: EvaluationProtocol | None = None, test: EvaluationProtocol | None = None
+    ) -> None:
+        """The protocols run at the end of validation / test; rows index the dataset of
+        ``val_dataloader()`` / ``test_dataloader()``. A protocol left None stays as it was."""
+        for stage, protocol in (("val", val), ("test", test)):
+            if protocol is not None:
+                self._protocols[stage] = protocol
 
     @torch.no_grad()
     def set_template(self, template: Tensor) -> None:
@@ -494,7 +524,12 @@ class BalancedAlignModule(L.LightningModule):
                 f"{stage}: evaluation rows are not the dataset indices 0..{len(indices) - 1}; "
                 "every evaluation item must be seen (no limit_{stage}_batches < 1.0)"
             )
-        protocol = getattr(self.trainer.datamodule, f"{stage}_protocol")
+        protocol = self._protocols.get(stage)
+        if protocol is None:
+            raise RuntimeError(
+                f"{stage}: no evaluation protocol; call set_evaluation_protocols({stage}=…) or "
+                "run with a data module that provides one (see balanced_align.data_hook)"
+            )
         metrics = evaluate_protocol(
             protocol, rows["embeddings"], labels=rows["labels"], yaw=rows["yaw"]
         )
@@ -539,8 +574,7 @@ class BalancedAlignModule(L.LightningModule):
         optim = self.hparams.optim
         # linear scaling by the global batch: per-device batch × devices × accumulation
         trainer = self.trainer
-        batch_size = getattr(trainer.datamodule, "batch_size", None) or optim["batch_size"]
-        global_batch = batch_size * trainer.world_size * trainer.accumulate_grad_batches
+        global_batch = optim["batch_size"] * trainer.world_size * trainer.accumulate_grad_batches
         lr = optim["lr"] * global_batch / optim["reference_batch_size"]
         # the alignment subsystem (LocNet + template) learns at lr × align_lr_scale
         align_params = []

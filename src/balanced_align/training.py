@@ -62,6 +62,13 @@ def validate(cfg: DictConfig) -> None:
         for group in ("model", "align", "loss", "optim")
     }
     validate_config(**merged)
+    data_batch = cfg.data.get("batch_size")
+    if data_batch is not None and merged["optim"]["batch_size"] != data_batch:
+        raise ValueError(
+            f"optim.batch_size={merged['optim']['batch_size']} must equal data.batch_size="
+            f"{data_batch}: the learning rate is scaled by the per-device batch × devices × "
+            "accumulation (conf/optim sets optim.batch_size: ${data.batch_size})"
+        )
     if not isinstance(cfg.get("seed"), int):
         raise ValueError(f"seed must be an integer, got {cfg.get('seed')!r}")
     _validate_trainer_and_data(cfg)

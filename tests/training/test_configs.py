@@ -105,6 +105,8 @@ def test_data_config_instantiates(tmp_path):
         (["trainer.max_epochs=1.5"], r"trainer\.max_epochs must be an integer"),
         # SynthFaces never reads files, so no data source would ever check the policy
         (["data.on_bad_sample=ignore"], r"data\.on_bad_sample must be one of \['raise', 'skip'\]"),
+        # the lr is scaled by optim.batch_size: it must be the batch that is trained
+        (["optim.batch_size=32"], r"optim\.batch_size=32 must equal data\.batch_size=64"),
     ],
 )
 def test_bad_config_values_fail_with_their_key(overrides, message):

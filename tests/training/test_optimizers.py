@@ -12,6 +12,7 @@ from tests.viz.helpers import tiny_module
 OPTIM = {
     "lr": 0.2,
     "reference_batch_size": 256,
+    "batch_size": 16,  # per device
     "weight_decay": 5e-4,
     "momentum": 0.9,
     "milestones": [0.5, 0.75],
@@ -27,8 +28,7 @@ STEPS = 40  # milestones at steps 20 and 30, warm-up over steps 0..3
 def _configured(optim=OPTIM, learn_template=True):
     module = tiny_module("tps")
     module.hparams.optim.update(optim)
-    module._trainer = SimpleNamespace(
-        datamodule=SimpleNamespace(batch_size=16),
+    module._trainer = SimpleNamespace(  # no datamodule: the module must not need one
         world_size=2,
         accumulate_grad_batches=2,
         estimated_stepping_batches=STEPS,
@@ -97,3 +97,10 @@ def test_no_warm_up_and_the_lr_follows_the_global_batch():
     groups = {g["name"]: g for g in config["optimizer"].param_groups}
     assert groups["decay"]["lr"] == pytest.approx(0.4 * 64 / 256)
     assert groups["align_decay"]["lr"] == pytest.approx(0.4 * 64 / 256 * 0.01)
+
+
+def test_the_lr_follows_optim_batch_size():
+    """The per-device batch comes from optim.batch_size alone: doubling it doubles the lr."""
+    _, config = _configured({**OPTIM, "warmup_fraction": 0.0, "batch_size": 32})
+    groups = {g["name"]: g for g in config["optimizer"].param_groups}
+    assert groups["decay"]["lr"] == pytest.approx(0.2 * 32 * 2 * 2 / 256)

@@ -32,7 +32,7 @@ import numpy as np
 
 from balanced_align.annotate.backends import make_backend
 from balanced_align.annotate.table import AppendOnlyCSV
-from balanced_align.data.schema import IBUG68
+from balanced_align.core.schema import IBUG68
 from balanced_align.data.sources import is_image_file
 from balanced_align.safe_paths import UnsafePathError, refuse_overwriting_inputs, resolve_inside
 

@@ -1,14 +1,11 @@
 """Face data: records, landmark schemas, sources, transforms, evaluation sets (docs/design.md §4).
 
-Some names load on first access: ``SynthFaces`` (the generated data set),
-``FaceDataModule`` (Lightning) and the evaluation-set builders (they import
-``balanced_align.evaluation``, which imports ``balanced_align.data.schema``: an eager
-import here would be circular). So ``import balanced_align.data`` stays light and
-Lightning-free.
+The landmark schemas live in :mod:`balanced_align.core.schema` and are re-exported here.
+``data`` imports nothing of the project but ``core`` and ``geometry`` (docs/design.md §6), so
+every name below is imported eagerly; ``FaceDataModule`` brings Lightning with it.
 """
 
-from balanced_align.data.record import FaceRecord
-from balanced_align.data.schema import (
+from balanced_align.core.schema import (
     FIVE,
     IBUG68,
     LMK84,
@@ -19,6 +16,19 @@ from balanced_align.data.schema import (
     schema_for_count,
     to_five,
 )
+from balanced_align.data.datamodule import (
+    FaceDataModule,
+    FaceSampleDataset,
+    collate_samples,
+    seed_worker,
+)
+from balanced_align.data.evaluation_sets import (
+    EvaluationItems,
+    build_folder_evaluation,
+    build_synth_evaluation,
+    make_verification_pairs,
+)
+from balanced_align.data.record import FaceRecord
 from balanced_align.data.sources import (
     IMAGE_EXTENSIONS,
     LANDMARK_CONVENTIONS,
@@ -32,6 +42,7 @@ from balanced_align.data.sources import (
     write_landmark_table,
     write_pts,
 )
+from balanced_align.data.synthfaces import SynthFaces
 from balanced_align.data.transforms import (
     FaceTransform,
     JitterConfig,
@@ -47,18 +58,6 @@ from balanced_align.data.validation import (
     require_landmarks,
 )
 
-_LAZY = {
-    "EvaluationItems": "balanced_align.data.evaluation_sets",
-    "build_folder_evaluation": "balanced_align.data.evaluation_sets",
-    "build_synth_evaluation": "balanced_align.data.evaluation_sets",
-    "make_verification_pairs": "balanced_align.data.evaluation_sets",
-    "SynthFaces": "balanced_align.data.synthfaces",
-    "FaceDataModule": "balanced_align.data.datamodule",
-    "FaceSampleDataset": "balanced_align.data.datamodule",
-    "collate_samples": "balanced_align.data.datamodule",
-    "seed_worker": "balanced_align.data.datamodule",
-}
-
 __all__ = [
     "FIVE",
     "IBUG68",
@@ -68,7 +67,10 @@ __all__ = [
     "SCHEMAS",
     "BadSampleError",
     "DataConfigurationError",
+    "EvaluationItems",
+    "FaceDataModule",
     "FaceRecord",
+    "FaceSampleDataset",
     "FaceTransform",
     "ImageFolderSource",
     "JitterConfig",
@@ -76,28 +78,25 @@ __all__ = [
     "PtsFolderSource",
     "RecordSubset",
     "SkipReport",
+    "SynthFaces",
+    "build_folder_evaluation",
+    "build_synth_evaluation",
+    "collate_samples",
     "from_corner",
     "get_schema",
     "hflip_face",
     "lmk84_to_ibug68",
+    "make_verification_pairs",
     "read_image",
     "read_landmark_table",
     "read_pts",
     "require_landmarks",
     "resize_face",
     "schema_for_count",
+    "seed_worker",
     "to_corner",
     "to_five",
     "to_tensor",
     "write_landmark_table",
     "write_pts",
-    *_LAZY,
 ]
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'balanced_align.data' has no attribute {name!r}")

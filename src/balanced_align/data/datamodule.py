@@ -28,19 +28,19 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
+from balanced_align.core.protocol import EvaluationProtocol
+from balanced_align.core.schema import LandmarkSchema, get_schema
 from balanced_align.data.epoch_sampler import EpochLoader, EpochSampler
 from balanced_align.data.evaluation_sets import (
     EvaluationItems,
     build_folder_evaluation,
     build_synth_evaluation,
 )
-from balanced_align.data.schema import LandmarkSchema, get_schema
 from balanced_align.data.shards import ShardIndex, ShardLoader, ShardStream
 from balanced_align.data.sources import ImageFolderSource, RecordSubset
 from balanced_align.data.synthfaces.params import Knobs
 from balanced_align.data.transforms import FaceTransform, JitterConfig
 from balanced_align.data.validation import SkipReport, require_landmarks
-from balanced_align.evaluation.protocol import EvaluationProtocol
 
 logger = logging.getLogger(__name__)
 

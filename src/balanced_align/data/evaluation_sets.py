@@ -24,9 +24,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from balanced_align.core.protocol import EvaluationProtocol
 from balanced_align.data.record import FaceRecord
 from balanced_align.data.sources import RecordSubset
-from balanced_align.evaluation.protocol import EvaluationProtocol
 
 logger = logging.getLogger(__name__)
 

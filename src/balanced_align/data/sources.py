@@ -28,8 +28,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from balanced_align.core.schema import LandmarkSchema, get_schema, schema_for_count
 from balanced_align.data.record import FaceRecord
-from balanced_align.data.schema import LandmarkSchema, get_schema, schema_for_count
 from balanced_align.data.validation import (
     DEFAULT_OUTSIDE_MARGIN,
     BadSampleError,

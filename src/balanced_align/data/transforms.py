@@ -34,8 +34,8 @@ import cv2
 import numpy as np
 import torch
 
+from balanced_align.core.schema import LandmarkSchema, get_schema, schema_for_count
 from balanced_align.data.record import FaceRecord
-from balanced_align.data.schema import LandmarkSchema, get_schema, schema_for_count
 from balanced_align.data.validation import require_rgb_uint8
 from balanced_align.geometry.coords import pixel_to_normalized
 

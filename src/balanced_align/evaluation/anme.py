@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from balanced_align.data.schema import LandmarkSchema, get_schema
+from balanced_align.core.schema import LandmarkSchema, get_schema
 from balanced_align.evaluation._inputs import as_tensor
 
 

@@ -14,9 +14,8 @@ from typing import NamedTuple
 
 import torch
 
+from balanced_align.core.protocol import DEFAULT_YAW_BINS
 from balanced_align.evaluation._inputs import float_matrix, label_vector, normalise, vector
-
-DEFAULT_YAW_BINS = (15, 30, 45, 60, 75, 90)
 
 
 class PoseBin(NamedTuple):

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
+from balanced_align.core.protocol import contiguous_folds
 from balanced_align.evaluation._inputs import float_matrix, vector
 
 #: The default threshold grid on the squared distance: 0, 0.01, …, 4.
@@ -63,17 +64,6 @@ def pair_distances(emb_a, emb_b) -> np.ndarray:
     a = torch.nn.functional.normalize(a, dim=1)
     b = torch.nn.functional.normalize(b, dim=1)
     return ((a - b) ** 2).sum(1).numpy()
-
-
-def contiguous_folds(num_pairs: int, n_folds: int) -> np.ndarray:
-    """Fold id per pair, contiguous in order, sizes as ``KFold(n_folds, shuffle=False)``."""
-    if n_folds < 2:
-        raise ValueError(f"n_folds must be >= 2, got {n_folds}")
-    if num_pairs < n_folds:
-        raise ValueError(f"need at least n_folds={n_folds} pairs, got {num_pairs}")
-    sizes = np.full(n_folds, num_pairs // n_folds)
-    sizes[: num_pairs % n_folds] += 1
-    return np.repeat(np.arange(n_folds), sizes)
 
 
 def _correct_counts(dist: np.ndarray, same: np.ndarray, thresholds: np.ndarray) -> np.ndarray:

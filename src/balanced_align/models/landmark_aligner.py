@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from balanced_align.data.schema import LandmarkSchema, get_schema
+from balanced_align.core.schema import LandmarkSchema, get_schema
 from balanced_align.geometry import Affine, ThinPlateSpline, estimate_similarity
 from balanced_align.geometry.base import TransformFamily
 from balanced_align.models.stn import warp_tensor

@@ -52,7 +52,7 @@ import cv2
 import numpy as np
 import torch
 
-from balanced_align.data.schema import LandmarkSchema, get_schema, schema_for_count
+from balanced_align.core.schema import LandmarkSchema, get_schema, schema_for_count
 from balanced_align.geometry import estimate_similarity
 
 #: ArcFace / insightface 5-point template of a 112×112 crop, (5, 2) as (x, y): left eye,

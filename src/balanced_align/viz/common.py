@@ -19,7 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from balanced_align.data.schema import LandmarkSchema, get_schema, schema_for_count
+from balanced_align.core.schema import LandmarkSchema, get_schema, schema_for_count
 
 #: colours used across the figures
 LANDMARK_COLOUR = "#39ff14"

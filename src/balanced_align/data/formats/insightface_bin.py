@@ -16,7 +16,7 @@ globals. Everything else (``os.system``, ``builtins.open``, ``numpy`` arrays, â€
 :class:`UnsafePickleError` before anything is called.
 
 The 10 verification folds of these files are contiguous in file order (insightface uses
-``KFold(10, shuffle=False)``), which is :func:`~balanced_align.evaluation.contiguous_folds`.
+``KFold(10, shuffle=False)``), which is :func:`~balanced_align.core.protocol.contiguous_folds`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from balanced_align.core.protocol import EvaluationProtocol, contiguous_folds
 from balanced_align.data.formats._images import decode_image, encode_image
 from balanced_align.data.record import FaceRecord
 
@@ -135,8 +136,6 @@ class BinPairs:
 
     def folds(self, n_folds: int = 10) -> np.ndarray:
         """(P,) fold id per pair: ``n_folds`` contiguous folds, as insightface evaluates."""
-        from balanced_align.evaluation.verification import contiguous_folds
-
         return contiguous_folds(len(self), n_folds)
 
     def record(self, index: int) -> FaceRecord:
@@ -149,10 +148,8 @@ class BinPairs:
             meta={"pair": index // 2, "side": "ab"[index % 2]},
         )
 
-    def protocol(self, n_folds: int = 10):
-        """An :class:`~balanced_align.evaluation.EvaluationProtocol` over ``images``."""
-        from balanced_align.evaluation.protocol import EvaluationProtocol
-
+    def protocol(self, n_folds: int = 10) -> EvaluationProtocol:
+        """An :class:`~balanced_align.core.protocol.EvaluationProtocol` over ``images``."""
         return EvaluationProtocol(
             pairs_a=self.pairs_a,
             pairs_b=self.pairs_b,

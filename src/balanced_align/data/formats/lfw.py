@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from balanced_align.core.protocol import EvaluationProtocol
 from balanced_align.data.record import FaceRecord
 from balanced_align.data.validation import read_image
 
@@ -76,10 +77,8 @@ class LFWPairs:
             meta={"name": self.names[index], "pairs_file": str(self.source)},
         )
 
-    def protocol(self):
-        """An :class:`~balanced_align.evaluation.EvaluationProtocol` whose rows index ``paths``."""
-        from balanced_align.evaluation.protocol import EvaluationProtocol
-
+    def protocol(self) -> EvaluationProtocol:
+        """An :class:`~balanced_align.core.EvaluationProtocol` whose rows index ``paths``."""
         return EvaluationProtocol(
             pairs_a=self.pairs_a, pairs_b=self.pairs_b, issame=self.issame, pair_folds=self.folds
         )

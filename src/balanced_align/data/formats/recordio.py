@@ -39,9 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
+from balanced_align.core.schema import LandmarkSchema, get_schema, schema_for_count
 from balanced_align.data.formats._images import decode_image, encode_image
 from balanced_align.data.record import FaceRecord
-from balanced_align.data.schema import LandmarkSchema, get_schema, schema_for_count
 from balanced_align.data.sources import to_corner
 from balanced_align.data.validation import BadSampleHandler, landmark_problem
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from balanced_align.core.protocol import EvaluationProtocol
 from balanced_align.data.sources import is_image_file
 
 SPLIT_COLUMN = "split number"
@@ -81,11 +82,9 @@ class VideoPairs:
         counts = [len(frames) for frames in self.frames]
         return np.repeat(np.arange(len(self.frames), dtype=np.int64), counts)
 
-    def protocol(self):
-        """An :class:`~balanced_align.evaluation.EvaluationProtocol` whose rows are videos
+    def protocol(self) -> EvaluationProtocol:
+        """An :class:`~balanced_align.core.protocol.EvaluationProtocol` whose rows are videos
         (feed it :func:`video_embeddings`)."""
-        from balanced_align.evaluation.protocol import EvaluationProtocol
-
         return EvaluationProtocol(
             pairs_a=self.pairs_a, pairs_b=self.pairs_b, issame=self.issame, pair_folds=self.folds
         )

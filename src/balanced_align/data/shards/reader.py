@@ -18,9 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from balanced_align.core.schema import get_schema
 from balanced_align.data.decoding import bounds_problem
 from balanced_align.data.record import FaceRecord
-from balanced_align.data.schema import get_schema
 from balanced_align.data.shards.format import (
     _IMAGE_EXTENSIONS,
     FORMAT_NAME,

@@ -20,8 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from balanced_align.core.schema import LandmarkSchema, get_schema, schema_for_count
 from balanced_align.data.record import FaceRecord
-from balanced_align.data.schema import LandmarkSchema, get_schema, schema_for_count
 from balanced_align.data.shards.format import (
     _KEY_DIGITS,
     FORMAT_NAME,

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from balanced_align.core.schema import LMK84
+
 from ..record import FaceRecord
-from ..schema import LMK84
 from .params import (
     TAG_TEXTURE,
     Knobs,

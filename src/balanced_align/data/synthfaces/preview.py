@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from balanced_align.data.schema import LMK84
+from balanced_align.core.schema import LMK84
 
 from .dataset import SynthFaces
 

@@ -17,7 +17,7 @@ import functools
 
 import numpy as np
 
-from balanced_align.data.schema import LMK84
+from balanced_align.core.schema import LMK84
 
 NUM_LANDMARKS = 84
 

@@ -1,0 +1,5 @@
+"""``python -m balanced_align.report …``."""
+
+from balanced_align.report.cli import main
+
+raise SystemExit(main())
