@@ -48,10 +48,12 @@ ALLOWED: dict[str, set[str]] = {
     "data": {"geometry", "core"},
     "evaluation": {"geometry", "core", "data"},
     "viz": {"geometry", "core", "models", "losses", "data", "evaluation"},
-    # the LightningModule and the callback that hands it what the data module provides
+    # the LightningModule, the callback that hands it what the data module provides, and the
+    # training callbacks (last.ckpt at every epoch end, per-epoch seeding)
     "module": _BELOW_MODULE | {"data_hook"},
     "data_hook": _BELOW_MODULE,
-    **{job: _BELOW_MODULE | {"module", "data_hook", ROOT} | JOBS for job in JOBS},
+    "callbacks": _BELOW_MODULE,
+    **{job: _BELOW_MODULE | {"module", "data_hook", "callbacks", ROOT} | JOBS for job in JOBS},
 }
 
 
