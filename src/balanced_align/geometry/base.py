@@ -94,16 +94,26 @@ def sample(tensor: Tensor, grid: Tensor, padding_mode: str = "zeros") -> Tensor:
     """Bilinear ``grid_sample`` with the project's convention (align_corners=False).
 
     Samples in at least float32 (a bf16 grid is off by ~0.2 px at 112) and returns the
-    tensor's dtype.
+    tensor's dtype and memory format: ``grid_sample`` always returns NCHW, so a channels-last
+    (B, C, H, W) tensor gets a channels-last result, which the next channels-last convolution
+    would otherwise convert itself, more slowly (benchmarks/bench_step.py).
     """
     dtype = torch.promote_types(tensor.dtype, torch.float32)
-    return nn.functional.grid_sample(
+    out = nn.functional.grid_sample(
         tensor.to(dtype),
         grid.to(dtype),
         mode="bilinear",
         padding_mode=padding_mode,
         align_corners=False,
-    ).to(tensor.dtype)
+    )
+    if tensor.dim() == 4 and _is_channels_last(tensor):
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out.to(tensor.dtype)
+
+
+def _is_channels_last(tensor: Tensor) -> bool:
+    """Strictly channels-last (B, C, H, W): not also plain contiguous (e.g. C = 1 or 1 × 1)."""
+    return tensor.is_contiguous(memory_format=torch.channels_last) and not tensor.is_contiguous()
 
 
 __all__ = ["InversePoints", "TransformFamily", "expand_points", "sample"]
