@@ -131,3 +131,33 @@ def test_tiny_lfw_run_end_to_end(lfw_tree, monkeypatch, tmp_path):
     for split in ("val", "test"):
         assert 0.0 <= results[split]["verif_acc"] <= 1.0 and 0.0 <= results[split]["rank1"] <= 1.0
     assert results["config"]["data.lfw_test_set"] == 2
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_without_a_test_set_each_seed_holds_out_its_own_set(lfw_tree, seed):
+    images, table, pairs_path = lfw_tree
+    source = ImageFolderSource(images, landmarks=table)
+    split = held_out_split(source, pairs_path, test_set=None, seed=seed)
+    assert (split.test_set, split.val_set) == ((1, 2) if seed % 2 == 0 else (2, 1))
+    test_people = set(_names(source, split.test[0], range(len(split.test[0]))))
+    assert test_people == set(SET_PEOPLE[split.test_set - 1])
+
+
+@pytest.mark.parametrize(
+    ("experiment", "swept"),
+    [
+        ("lfw_lambda_sweep", {"loss.lambda": "0,1,3,5,7", "seed": "0,1,2"}),
+        ("lfw_methods_input", {"align": "none,affine2d,fullalign", "seed": "0,1,2"}),
+        ("lfw_input_vs_fmap", {"align.location": "input,fmap", "seed": "0,1,2"}),
+    ],
+)
+def test_the_real_photograph_study_sweeps_use_the_lfw_recipe(experiment, swept):
+    recipe = compose_train(["experiment=lfw"])
+    cfg = compose_train([f"experiment={experiment}"], with_hydra=True)
+    assert dict(cfg.hydra.sweeper.params) == swept
+    assert cfg.data.dataset == "lfw" and cfg.data.lfw_test_set is None  # one set per seed
+    for key in ("loss.head", "loss.scale", "loss.margin", "optim", "trainer.max_epochs"):
+        node_a, node_b = recipe, cfg
+        for part in key.split("."):
+            node_a, node_b = node_a[part], node_b[part]
+        assert node_a == node_b, key

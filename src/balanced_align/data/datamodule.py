@@ -131,7 +131,8 @@ class FaceDataModule(L.LightningDataModule):
 
     ``dataset="lfw"``: the LFW tree at ``root`` split by the official sets of ``lfw_pairs``
     (:mod:`.lfw_protocol`): test on set ``lfw_test_set``'s pairs, validate on set
-    ``lfw_val_set``'s (default: the next set), train on everyone in neither set.
+    ``lfw_val_set``'s (default: the next set), train on everyone in neither set;
+    ``lfw_test_set=None`` holds out set ``seed % num_sets + 1`` (one set per seed).
     ``min_images_per_identity`` (folder and lfw) leaves identities with fewer usable images
     out of training.
 
@@ -194,7 +195,7 @@ class FaceDataModule(L.LightningDataModule):
         check_images: bool = True,
         min_images_per_identity: int = 1,
         lfw_pairs: str | None = None,
-        lfw_test_set: int = 1,
+        lfw_test_set: int | None = 1,
         lfw_val_set: int | None = None,
         shards: str | None = None,
         shuffle_buffer: int = 1000,

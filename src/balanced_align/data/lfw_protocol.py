@@ -164,7 +164,7 @@ class HeldOutSplit:
 def held_out_split(
     source,
     pairs_path: str | Path,
-    test_set: int,
+    test_set: int | None,
     val_set: int | None = None,
     num_folds: int = 10,
     distractor_fraction: float = 0.5,
@@ -173,11 +173,14 @@ def held_out_split(
     """Split ``source`` (the LFW tree) by LFW sets: test on ``test_set``, validate on
     ``val_set`` (default: the next set, cyclically), train on everyone else.
 
+    ``test_set=None``: set ``seed % num_sets + 1``, so that a sweep over seeds holds out a
+    different set per seed (seed 0 → set 1, seed 1 → set 2, …).
+
     ValueError if the two sets are equal or share people (LFW's sets do not).
     """
     pairs = read_lfw_pairs(pairs_path, source.root, check_images=False)
     num_sets = int(pairs.folds.max()) + 1
-    test_set = int(test_set)
+    test_set = int(seed) % num_sets + 1 if test_set is None else int(test_set)
     set_pairs(pairs, test_set)  # checks the number
     val_set = test_set % num_sets + 1 if val_set is None else int(val_set)
     if val_set == test_set:
@@ -192,6 +195,7 @@ def held_out_split(
             f"LFW sets {test_set} and {val_set} of {str(pairs_path)!r} share "
             f"{len(shared)} people (e.g. {sorted(shared)[:3]}); LFW's sets are person-disjoint"
         )
+    logger.info("LFW sets: test %d, validation %d (%s)", test_set, val_set, pairs_path)
     held_out = test_people | val_people
     train = np.array([i for i, name in enumerate(source.classes) if name not in held_out], np.int64)
     return HeldOutSplit(
