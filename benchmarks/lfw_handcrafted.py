@@ -50,7 +50,9 @@ def descriptor(image: np.ndarray) -> np.ndarray:
 def main(lfw_dir: str, sets: list[int]) -> None:
     root = Path(lfw_dir)
     source = ImageFolderSource(
-        root / "images", landmarks=root / "landmarks68.csv", on_bad_sample="skip",
+        root / "images",
+        landmarks=root / "landmarks68.csv",
+        on_bad_sample="skip",
         check_images=False,
     )
     for test_set in sets:
