@@ -36,6 +36,7 @@ from balanced_align.data.evaluation_sets import (
     build_folder_evaluation,
     build_synth_evaluation,
 )
+from balanced_align.data.lfw_protocol import held_out_split
 from balanced_align.data.shards import ShardIndex, ShardLoader, ShardStream
 from balanced_align.data.sources import ImageFolderSource, RecordSubset
 from balanced_align.data.synthfaces.params import Knobs
@@ -44,7 +45,7 @@ from balanced_align.data.validation import SkipReport, require_landmarks
 
 logger = logging.getLogger(__name__)
 
-DATASETS = ("synthfaces", "folder", "shards")
+DATASETS = ("synthfaces", "folder", "shards", "lfw")
 
 
 class FaceSampleDataset(Dataset):
@@ -140,6 +141,13 @@ class FaceDataModule(L.LightningDataModule):
     ``val_fraction_identities`` / ``test_fraction_identities`` / the rest for training.
     Each evaluation split becomes probes and distractors (``distractor_fraction``).
 
+    ``dataset="lfw"``: the LFW tree at ``root`` split by the official sets of ``lfw_pairs``
+    (:mod:`.lfw_protocol`): test on set ``lfw_test_set``'s pairs, validate on set
+    ``lfw_val_set``'s (default: the next set), train on everyone in neither set;
+    ``lfw_test_set=None`` holds out set ``seed % num_sets + 1`` (one set per seed).
+    ``min_images_per_identity`` (folder and lfw) leaves identities with fewer usable images
+    out of training.
+
     ``dataset="shards"``: training streams the tar shards at ``shards`` (``index.json`` or
     its folder; see :mod:`.shards`) with a :class:`ShardStream` that batches itself, so
     every sample is read exactly once per epoch across DDP ranks and workers and every
@@ -197,19 +205,27 @@ class FaceDataModule(L.LightningDataModule):
         jitter: dict | None = None,
         on_bad_sample: str = "raise",
         check_images: bool = True,
+        min_images_per_identity: int = 1,
+        lfw_pairs: str | None = None,
+        lfw_test_set: int | None = 1,
+        lfw_val_set: int | None = None,
         shards: str | None = None,
         shuffle_buffer: int = 1000,
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
-        if dataset == "folder" and root is None:
-            raise ValueError("dataset='folder' needs root (the identity-folder tree)")
+        if dataset in ("folder", "lfw") and root is None:
+            raise ValueError(f"dataset={dataset!r} needs root (the identity-folder tree)")
+        if dataset == "lfw" and lfw_pairs is None:
+            raise ValueError("dataset='lfw' needs lfw_pairs (the LFW pairs.txt)")
         if dataset == "shards" and shards is None:
             raise ValueError("dataset='shards' needs shards (index.json or its folder)")
         for name, value in (("batch_size", batch_size), ("image_size", image_size)):
             if int(value) <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
+        if int(min_images_per_identity) < 1:
+            raise ValueError(f"min_images_per_identity must be >= 1, got {min_images_per_identity}")
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         self.save_hyperparameters(logger=False)
@@ -240,6 +256,8 @@ class FaceDataModule(L.LightningDataModule):
             self._setup_synth()
         elif self.dataset == "folder":
             self._setup_folder()
+        elif self.dataset == "lfw":
+            self._setup_lfw()
         else:
             self._setup_shards()
         schema = self._schema
@@ -322,7 +340,6 @@ class FaceDataModule(L.LightningDataModule):
     def _setup_folder(self) -> None:
         hp = self.hparams
         source = self._folder_source()
-        labels = np.asarray(source.labels)
         identities = np.random.default_rng(self.seed).permutation(source.num_classes)
         n_val = round(float(hp.val_fraction_identities) * len(identities))
         n_test = round(float(hp.test_fraction_identities) * len(identities))
@@ -335,7 +352,7 @@ class FaceDataModule(L.LightningDataModule):
             )
         val_ids, test_ids = identities[:n_val], identities[n_val : n_val + n_test]
         train_ids = identities[n_val + n_test :]
-        self.train_records = RecordSubset(source, np.flatnonzero(np.isin(labels, train_ids)))
+        self.train_records = self._training_subset(source, train_ids)
         self.val_items, self.val_protocol_ = build_folder_evaluation(
             source,
             int(hp.val_num_pairs),
@@ -354,6 +371,51 @@ class FaceDataModule(L.LightningDataModule):
         self._schema = source.schema
         self._has_landmarks = source.has_landmarks
         self._skipped = source.skipped
+
+    def _setup_lfw(self) -> None:
+        hp = self.hparams
+        source = self._folder_source()
+        split = held_out_split(
+            source,
+            hp.lfw_pairs,
+            test_set=hp.lfw_test_set,
+            val_set=hp.lfw_val_set,
+            distractor_fraction=float(hp.distractor_fraction),
+            seed=self.seed,
+        )
+        self.train_records = self._training_subset(source, split.train_identities)
+        (self.val_items, self.val_protocol_), (self.test_items, self.test_protocol_) = (
+            split.val,
+            split.test,
+        )
+        self.source = source
+        self._schema = source.schema
+        self._has_landmarks = source.has_landmarks
+        self._skipped = source.skipped
+
+    def _training_subset(self, source, identities) -> RecordSubset:
+        """Training records: the images of ``identities`` (source labels) that have at least
+        ``min_images_per_identity`` usable images, relabelled 0…C−1."""
+        labels = np.asarray(source.labels)
+        identities = np.asarray(identities)
+        minimum = int(self.hparams.min_images_per_identity)
+        if minimum > 1:
+            counts = np.bincount(labels[labels >= 0], minlength=int(source.num_classes))
+            kept = identities[counts[identities] >= minimum]
+            logger.info(
+                "min_images_per_identity=%d: %d of %d training identities kept",
+                minimum,
+                len(kept),
+                len(identities),
+            )
+            identities = kept
+        rows = np.flatnonzero(np.isin(labels, identities))
+        if np.unique(labels[rows]).size < 2:
+            raise ValueError(
+                f"{source!r}: fewer than 2 training identities with >= {minimum} images "
+                "(data.min_images_per_identity)"
+            )
+        return RecordSubset(source, rows)
 
     def _setup_shards(self) -> None:
         hp = self.hparams
