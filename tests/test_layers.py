@@ -22,7 +22,7 @@ PACKAGE = Path(balanced_align.__file__).parent
 ROOT = "balanced_align"
 
 #: leaf utilities: they import nothing of the project, and any unit may import them
-UTILITIES = {"safe_paths", "run_result", "sweeps"}
+UTILITIES = {"safe_paths", "run_result", "sweeps", "devices"}
 _BELOW_MODULE = {"geometry", "core", "models", "losses", "data", "evaluation", "viz"}
 #: the jobs and command-line tools: they may import anything, and nothing but jobs imports them
 JOBS = {

@@ -42,6 +42,7 @@ from balanced_align.data.formats import (
     read_video_pairs,
 )
 from balanced_align.data.sources import read_landmark_table, to_corner
+from balanced_align.devices import resolve_device, resolve_precision
 from balanced_align.evaluation import benchmarks as bm
 from balanced_align.module import BalancedAlignModule
 from balanced_align.run_result import atomic_write_text
@@ -49,8 +50,6 @@ from balanced_align.run_result import atomic_write_text
 log = logging.getLogger(__name__)
 
 KINDS = ("lfw", "bin", "ytf", "megaface", "multipie")
-PRECISIONS = {"32": None, "32-true": None, "bf16": torch.bfloat16, "bf16-mixed": torch.bfloat16}
-PRECISIONS.update({"16": torch.float16, "16-mixed": torch.float16})
 #: metrics shown first in the printed table (then the rest in their order)
 HEADLINE = ("verif_acc", "rank1", "rank1_mean")
 
@@ -230,25 +229,6 @@ def prepare(name: str, conf: Mapping, run_dir: Path, device="cpu") -> list[Job]:
 
 
 # -- the job -------------------------------------------------------------------------------------
-def _device(name: str | None) -> torch.device:
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r}, but CUDA is not available")
-    return device
-
-
-def _precision(value, device: torch.device) -> torch.dtype | None:
-    key = str(value)
-    if key not in PRECISIONS:
-        raise ValueError(f"precision must be one of 32, bf16, 16; got {value!r}")
-    dtype = PRECISIONS[key]
-    if dtype is torch.float16 and device.type != "cuda":
-        raise ValueError("precision=16 needs a CUDA device; use bf16 on CPU")
-    return dtype
-
-
 def _finite(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -290,8 +270,8 @@ def run(cfg: DictConfig) -> dict:
     batch_size = cfg.get("batch_size", 128)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    device = _device(cfg.get("device"))
-    dtype = _precision(cfg.get("precision", 32), device)
+    device = resolve_device(cfg.get("device"))
+    dtype = resolve_precision(cfg.get("precision", 32), device)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     selected = _benchmarks(cfg)

@@ -158,10 +158,10 @@ class FaceEmbedder:
         (see ``python -m balanced_align.export --calibrate-lfw``), None if unknown.
         """
         from balanced_align.checkpoints import module_from_checkpoint, read_checkpoint
-        from balanced_align.evaluating import _device, _precision
+        from balanced_align.devices import resolve_device, resolve_precision
 
-        dev = _device(device)
-        dtype = _precision(precision, dev)
+        dev = resolve_device(device)
+        dtype = resolve_precision(precision, dev)
         model = module_from_checkpoint(read_checkpoint(path), path).to(dev)
         return cls.from_module(
             model, dtype=dtype, flip=flip, batch_size=batch_size, threshold=threshold
