@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from balanced_align.data.formats import (
@@ -22,11 +23,12 @@ from balanced_align.data.formats import (
     write_probe_list,
     write_video_pairs,
 )
-from balanced_align.data.sources import read_landmark_table, write_landmark_table
+from balanced_align.data.sources import read_landmark_table, read_pts, write_landmark_table
 from balanced_align.evaluating import run
 from balanced_align.safe_paths import UnsafePathError
 from balanced_align.training import run as train
 from tests.data.lfw_tree import PER_PERSON, SET_PEOPLE, UNPAIRED, write_lfw_tree
+from tests.data_paths import ASSET_HELEN
 from tests.training.test_eval_entry import compose_eval
 from tests.training_helpers import TINY, compose_train
 
@@ -220,3 +222,67 @@ def test_lfw_names_that_leave_the_root_are_refused(tree, tmp_path):
         UnsafePathError, match=r"benchmark\.lfw\.pairs .*'\.\./Bob_B_0001\.jpg' climbs out"
     ):
         run(compose_eval(overrides, tmp_path / "o"))
+
+
+def test_landmarks_annotated_on_the_fly_are_cached_and_reused(tree, tmp_path):
+    """``benchmark.lfw.landmarks=annotate`` on full-size (256²) HELEN photographs: dlib
+    annotates exactly the pair images, the photograph without a detectable face gets the
+    fallback box (counted), the points match the hand labels, and a second run reuses them."""
+    pytest.importorskip("dlib", reason="the annotate extra (dlib-bin) is not installed")
+    from tests.annotate.test_annotate import DETECTED_BOUND, FALLBACK_BOUND, NO_FACE, nme
+
+    images, hand_table, pairs_path = write_lfw_tree(tmp_path / "full", size=256)
+    hand = read_landmark_table(hand_table)
+    no_face_labels = read_pts(ASSET_HELEN / NO_FACE.replace(".jpg", ".pts")) - 0.5
+    pairs = read_lfw_pairs(pairs_path, images)
+    keys = [p.relative_to(images).as_posix() for p in pairs.paths]
+    no_face = {k for k in keys if np.allclose(hand[k], no_face_labels)}
+    assert no_face  # the tree's pairs include copies of that photograph
+
+    def overrides(*extra):
+        return [
+            f"ckpt_path={tree['checkpoints']['fullalign']}",
+            "benchmark=lfw",
+            f"benchmark.lfw.pairs={pairs_path}",
+            f"benchmark.lfw.root={images}",
+            "benchmark.lfw.landmarks=annotate",
+            "device=cpu",
+            "num_workers=0",
+            "annotate.progress=false",
+            f"annotate.cache_dir={tmp_path / 'cache'}",
+            *extra,
+        ]
+
+    first = run(compose_eval(overrides(), tmp_path / "o"))
+    report = first["landmarks"]["lfw.landmarks"]
+    assert report["source"] == "annotate" and report["images"] == pairs.num_images
+    assert (report["annotated"], report["reused"], report["failed"]) == (len(keys), 0, 0)
+    assert report["fallback"] == len(no_face)
+    assert first["benchmarks"]["lfw"]["num_pairs"] == len(pairs) == 40
+    annotated = read_landmark_table(report["table"])
+    assert sorted(annotated) == sorted(keys)  # the pair images, not the whole tree
+    for key in keys:
+        bound = FALLBACK_BOUND if key in no_face else DETECTED_BOUND
+        assert nme(annotated[key], hand[key]) < bound, key
+
+    again = run(compose_eval(overrides(), tmp_path / "p"))
+    report = again["landmarks"]["lfw.landmarks"]
+    assert (report["annotated"], report["reused"], report["table"]) == (
+        0,
+        len(keys),
+        first["landmarks"]["lfw.landmarks"]["table"],
+    )
+    assert again["benchmarks"]["lfw"] == first["benchmarks"]["lfw"]
+
+    # annotate.fallback=null: the photograph without a face stops the run, named (3 images)
+    key = sorted(no_face)[0]
+    name, number = key.split("/")[0], key.removesuffix(".jpg").rsplit("_", 1)[1]
+    other = next(k for k in keys if not k.startswith(name + "/")).split("/")[0]
+    pairs_path.with_name("few.txt").write_text(
+        f"1\n{name}\t{int(number)}\t{int(number) % 4 + 1}\n{name}\t{int(number)}\t{other}\t1\n"
+    )
+    few = [o.replace(str(pairs_path), str(pairs_path.with_name("few.txt"))) for o in overrides()]
+    strict = compose_eval([*few, "annotate.fallback=null"], tmp_path / "q")
+    with pytest.raises(ValueError, match=rf"no landmarks for 1 of 3 images: {key}"
+                       r" \(no face detected\)"):  # fmt: skip
+        run(strict)
