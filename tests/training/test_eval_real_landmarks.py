@@ -286,3 +286,35 @@ def test_landmarks_annotated_on_the_fly_are_cached_and_reused(tree, tmp_path):
     with pytest.raises(ValueError, match=rf"no landmarks for 1 of 3 images: {key}"
                        r" \(no face detected\)"):  # fmt: skip
         run(strict)
+
+
+def test_bin_images_are_annotated_in_memory(tree, tmp_path):
+    """``.bin`` images are no files: ``landmarks=annotate`` reads them from the file's decoded
+    images (keys ``<stem>/<index>``) and matches the hand labels as on files."""
+    pytest.importorskip("dlib", reason="the annotate extra (dlib-bin) is not installed")
+    from tests.annotate.test_annotate import DETECTED_BOUND, FALLBACK_BOUND, NO_FACE, nme
+
+    faces = sorted(ASSET_HELEN.glob("*.jpg"))
+    write_bin(tmp_path / "helen.bin", [cv2.imread(str(f))[..., ::-1] for f in faces],
+              [True, False, True, False], ext=".png")  # fmt: skip
+    overrides = [
+        f"ckpt_path={tree['checkpoints']['affine2d']}",
+        "benchmark=bin",
+        f"benchmark.bin.path={tmp_path / 'helen.bin'}",
+        "benchmark.bin.n_folds=2",
+        "benchmark.bin.landmarks=annotate",
+        "device=cpu",
+        "num_workers=0",
+        "annotate.progress=false",
+        f"annotate.cache_dir={tmp_path / 'cache'}",
+    ]
+    results = run(compose_eval(overrides, tmp_path / "o"))
+    report = results["landmarks"]["bin/helen.landmarks"]
+    assert (report["annotated"], report["fallback"]) == (8, 1)
+    assert results["benchmarks"]["bin/helen"]["num_pairs"] == 4
+    table = read_landmark_table(report["table"])
+    assert sorted(table) == sorted(f"helen/{i}" for i in range(8))
+    for i, face in enumerate(faces):
+        hand = read_pts(face.with_suffix(".pts")) - 0.5
+        bound = FALLBACK_BOUND if face.name == NO_FACE else DETECTED_BOUND
+        assert nme(table[f"helen/{i}"], hand) < bound, face.name
