@@ -191,6 +191,7 @@ def _annotated_table(
 ) -> Path:
     """Annotate ``keys`` on the fly (``annotate`` node) and return the cached table; images
     left without landmarks stop the run, listed."""
+    from balanced_align.annotate import failures_path
     from balanced_align.annotate.cache import annotate_cached
 
     options = dict(need.annotate or {})
@@ -214,7 +215,7 @@ def _annotated_table(
         raise ValueError(
             f"{where}=annotate: no landmarks for {len(result.failed)} of {len(keys)} images: "
             f"{shown}{' …' if len(result.failed) > 10 else ''} (all listed in "
-            f"{str(result.table.with_name(result.table.stem + '.failures.csv'))!r}); fix or "
+            f"{str(failures_path(result.table))!r}); fix or "
             f"remove them, pass a table, or set annotate.fallback=auto to place their points "
             f"in the fallback box"
         )
