@@ -9,7 +9,18 @@ configured loggers.
 
 Config (``conf/eval.yaml``): ``ckpt_path``, ``benchmark`` (one key per selected benchmark,
 each with its ``kind``: lfw | bin | ytf | megaface | multipie), ``device``, ``batch_size``,
-``precision`` (32 | bf16 | 16), ``flip``, ``num_workers``, ``logger``.
+``precision`` (32 | bf16 | 16), ``flip``, ``num_workers``, ``logger``, ``annotate``.
+
+Landmarks: a checkpoint aligned by each image's own landmarks (``align=affine2d|fullalign``)
+needs them for every benchmark image: ``benchmark.<name>.landmarks`` (MegaFace also
+``distractor_landmarks``) names a table ``path,x0,y0,…`` keyed by path relative to the
+benchmark's image root (``.bin``: ``<file stem>/<index>``), or is ``annotate``: the
+``annotate`` backend (``annotate.backend``) annotates exactly the benchmark's images first,
+into a table kept under ``annotate.cache_dir`` and reused by later runs
+(:mod:`balanced_align.annotate.cache`). Images without a detected face get the fallback box
+(``annotate.fallback``, counted in ``results.json`` under ``landmarks``) or, with
+``annotate.fallback=null``, stop the run with an error listing them. Other checkpoints
+ignore the landmark keys.
 """
 
 from __future__ import annotations
@@ -17,11 +28,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
@@ -46,6 +58,7 @@ from balanced_align.devices import resolve_device, resolve_precision
 from balanced_align.evaluation import benchmarks as bm
 from balanced_align.module import BalancedAlignModule
 from balanced_align.run_result import atomic_write_text
+from balanced_align.safe_paths import resolve_inside
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +115,32 @@ class Job:
     name: str
     kind: str
     call: Callable[[Callable, bm.EmbedOptions], dict]
-    #: landmark count S of the images' landmark table; None: the images have no landmarks
-    num_landmarks: int | None = None
+
+
+#: ``benchmark.<name>.landmarks=annotate``: annotate the benchmark's images on the fly
+ANNOTATE = "annotate"
+#: the landmark keys of each kind (MegaFace: probes, then distractors)
+LANDMARK_KEYS = {"megaface": ("landmarks", "distractor_landmarks")}
+
+
+def landmark_keys(kind: str) -> tuple[str, ...]:
+    """The config keys naming the landmark tables of a benchmark of ``kind``."""
+    return LANDMARK_KEYS.get(kind, ("landmarks",))
+
+
+@dataclass
+class LandmarkNeed:
+    """What a checkpoint aligned by each image's landmarks asks of the benchmarks.
+
+    num_landmarks: points per image the checkpoint was trained with; ckpt_path: for errors;
+    annotate: ``conf/eval.yaml``'s ``annotate`` node; reports: filled per table read
+    (``"<benchmark>.<key>"`` -> where the landmarks came from, counts), for results.json.
+    """
+
+    num_landmarks: int
+    ckpt_path: str
+    annotate: Mapping = field(default_factory=dict)
+    reports: dict = field(default_factory=dict)
 
 
 def _path(conf: Mapping, key: str, where: str) -> str:
@@ -113,34 +150,145 @@ def _path(conf: Mapping, key: str, where: str) -> str:
     return str(value)
 
 
-def _landmarks_of(pairs, conf: Mapping, where: str) -> np.ndarray | None:
-    """(num_images, S, 2) corner-pixel landmarks of ``pairs.paths`` from the table
-    ``<where>.landmarks`` (keyed by path relative to the benchmark root), or None."""
-    table_path = conf.get("landmarks")
-    if table_path in (None, ""):
+def _table_key(path: str | Path) -> str:
+    """A key as landmark tables store it (``/``-separated, ``./`` dropped)."""
+    return str(PurePosixPath(str(path).replace("\\", "/")))
+
+
+def _checked_keys(root: Path, paths: Sequence[Path], what: str) -> list[str]:
+    """Table keys (paths relative to ``root``) of ``paths`` (``root`` joined with a name from
+    a benchmark file), each refused unless it stays inside ``root``
+    (``safe_paths.resolve_inside``; the error names ``what`` and the key)."""
+    keys = []
+    for path in paths:
+        key = _table_key(os.path.relpath(path, root))
+        resolve_inside(root, key, what=what)
+        keys.append(key)
+    return keys
+
+
+def _table_value(conf: Mapping, key: str):
+    value = conf.get(key)
+    if key == "distractor_landmarks" and value in (None, "") and conf.get("landmarks") == ANNOTATE:
+        return ANNOTATE  # annotating the probes annotates the distractors too
+    return None if value in (None, "") else value
+
+
+def _schema_of(need: LandmarkNeed, where: str) -> str:
+    if need.num_landmarks == 68:
+        return "ibug68"
+    if need.num_landmarks == 5:
+        return "five"
+    raise ValueError(
+        f"{where}=annotate: the annotate backends write 68 or 5 points per image; checkpoint "
+        f"{need.ckpt_path!r} was trained with {need.num_landmarks}: pass a table instead"
+    )
+
+
+def _annotated_table(
+    where: str, label: str, keys: list[str], need: LandmarkNeed, root=None, read=None, source=None
+) -> Path:
+    """Annotate ``keys`` on the fly (``annotate`` node) and return the cached table; images
+    left without landmarks stop the run, listed."""
+    from balanced_align.annotate import failures_path
+    from balanced_align.annotate.cache import annotate_cached
+
+    options = dict(need.annotate or {})
+    fallback = options.get("fallback", "auto")
+    result = annotate_cached(
+        keys,
+        options.get("cache_dir") or "outputs/eval/landmarks",
+        label,
+        root=root,
+        read=read,
+        source=source,
+        backend=options.get("backend", "dlib"),
+        schema=_schema_of(need, where),
+        fallback=None if fallback in (None, "", "none") else fallback,
+        workers=int(options.get("workers", 1)),
+        progress=bool(options.get("progress", True)),
+    )
+    need.reports[label] = {"source": ANNOTATE, **result.report()}
+    if result.failed:
+        shown = "; ".join(f"{k} ({reason})" for k, reason in result.failed[:10])
+        raise ValueError(
+            f"{where}=annotate: no landmarks for {len(result.failed)} of {len(keys)} images: "
+            f"{shown}{' …' if len(result.failed) > 10 else ''} (all listed in "
+            f"{str(failures_path(result.table))!r}); fix or "
+            f"remove them, pass a table, or set annotate.fallback=auto to place their points "
+            f"in the fallback box"
+        )
+    if result.fallback:
+        log.warning(
+            "%s=annotate: no face detected in %d of %d images; their landmarks were placed in "
+            "the fallback box (e.g. %s)",
+            where,
+            len(result.fallback),
+            len(keys),
+            result.fallback[:3],
+        )
+    return result.table
+
+
+def _image_landmarks(
+    conf: Mapping,
+    key: str,
+    where: str,
+    keys: list[str],
+    need: LandmarkNeed | None,
+    root=None,
+    read=None,
+    source=None,
+    label: str | None = None,
+) -> np.ndarray | None:
+    """(len(keys), S, 2) corner-pixel landmarks of the images ``keys`` from the table (or
+    ``annotate``) ``<where>.<key>``; None when the checkpoint does not use landmarks.
+    ``label``: the name of this table in ``results.json``'s ``landmarks`` (default
+    ``<benchmark>.<key>``)."""
+    if need is None:
         return None
-    convention = conf.get("landmark_convention", "corner")
+    where_key = f"{where}.{key}"
+    label = label or where_key.removeprefix("benchmark.")
+    value = _table_value(conf, key)
+    if value is None:
+        raise ValueError(f"{where_key} is required for checkpoint {need.ckpt_path!r}")
+    if value == ANNOTATE:
+        table_path = _annotated_table(where_key, label, keys, need, root, read, source)
+        convention = "corner"
+    else:
+        table_path = value
+        convention = conf.get("landmark_convention", "corner")
+        need.reports[label] = {"source": str(table_path)}
     table = read_landmark_table(table_path)
-    keys = [Path(p).relative_to(pairs.root).as_posix() for p in pairs.paths]
     missing = [k for k in keys if k not in table]
     if missing:
         raise ValueError(
-            f"{where}.landmarks: table {str(table_path)!r} has no row for {len(missing)} of the "
-            f"{len(keys)} pair images, e.g. {missing[:3]} (keys are paths relative to "
-            f"{where}.root; annotate them with python -m balanced_align.annotate)"
+            f"{where_key}: table {str(table_path)!r} has no row for {len(missing)} of the "
+            f"{len(keys)} benchmark images, e.g. {missing[:3]} (keys are paths relative to "
+            f"the benchmark's image root; annotate them with python -m balanced_align.annotate, "
+            f"or pass {where_key}=annotate)"
         )
     points = np.stack([to_corner(table[k], convention) for k in keys])
     bad = [k for k, p in zip(keys, points) if not np.isfinite(p).all()]
     if bad:
-        raise ValueError(f"{where}.landmarks: empty or non-numeric cells for {bad[:3]}")
+        raise ValueError(f"{where_key}: empty or non-numeric cells for {bad[:3]}")
+    if points.shape[1] != need.num_landmarks:
+        raise ValueError(
+            f"{where_key}: the table has {points.shape[1]} points per image; checkpoint "
+            f"{need.ckpt_path!r} was trained with {need.num_landmarks}"
+        )
     return points
 
 
-def prepare(name: str, conf: Mapping, run_dir: Path, device="cpu") -> list[Job]:
+def prepare(
+    name: str, conf: Mapping, run_dir: Path, device="cpu", landmarks: LandmarkNeed | None = None
+) -> list[Job]:
     """Read benchmark ``name``'s files now (errors name the key or file); return its jobs.
 
     ``run_dir`` holds files a benchmark writes (MegaFace features); ``device`` runs the
-    MegaFace search (builtin backend).
+    MegaFace search (builtin backend). ``landmarks``: given for a checkpoint aligned by each
+    image's landmarks; every image then gets its landmarks now (module docstring).
+    Paths taken from the benchmark's lists must stay inside their image root.
     """
     where = f"benchmark.{name}"
     kind = conf.get("kind")
@@ -150,50 +298,67 @@ def prepare(name: str, conf: Mapping, run_dir: Path, device="cpu") -> list[Job]:
         pairs = read_lfw_pairs(
             _path(conf, "pairs", where), _path(conf, "root", where), ext=conf.get("ext", "jpg")
         )
+        keys = _checked_keys(pairs.root, pairs.paths, f"{where}.pairs {str(pairs.source)!r}")
         n_folds = int(conf.get("n_folds", 10))
-        points = _landmarks_of(pairs, conf, where)
+        points = _image_landmarks(conf, "landmarks", where, keys, landmarks, root=pairs.root)
         return [
-            Job(
-                name,
-                kind,
-                lambda e, o: bm.lfw_benchmark(e, pairs, o, n_folds, landmarks=points),
-                None if points is None else points.shape[1],
-            )
+            Job(name, kind, lambda e, o: bm.lfw_benchmark(e, pairs, o, n_folds, landmarks=points))
         ]
     if kind == "bin":
         paths = conf.get("path")
         paths = [paths] if isinstance(paths, str) else list(paths or [])
         if not paths:
             raise ValueError(f"{where}.path is required (one .bin file or a list)")
+        if len({Path(path).stem for path in paths}) != len(paths):
+            raise ValueError(f"{where}.path: two files share a name: {paths}")
         n_folds = int(conf.get("n_folds", 10))
         jobs = []
         for path in paths:
             data = read_bin(path)
+            points = None
+            if landmarks is not None:
+                stem, images = Path(path).stem, data.images
+                keys = [f"{stem}/{i}" for i in range(len(images))]
+                stat = Path(path).stat()
+                points = _image_landmarks(
+                    conf,
+                    "landmarks",
+                    where,
+                    keys,
+                    landmarks,
+                    read=lambda key, images=images: images[int(key.rpartition("/")[2])],
+                    source=f"{Path(path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}",
+                    label=f"{name}/{stem}.landmarks",
+                )
             jobs.append(
                 Job(
                     f"{name}/{Path(path).stem}",
                     kind,
-                    lambda e, o, data=data: bm.bin_benchmark(e, data, o, n_folds),
+                    lambda e, o, data=data, points=points: bm.bin_benchmark(
+                        e, data, o, n_folds, landmarks=points
+                    ),
                 )
             )
-        if len({job.name for job in jobs}) != len(jobs):
-            raise ValueError(f"{where}.path: two files share a name: {paths}")
         return jobs
     if kind == "ytf":
         max_frames = conf.get("max_frames")
+        root = _path(conf, "root", where)
         videos = read_video_pairs(
             _path(conf, "splits", where),
-            _path(conf, "root", where),
+            root,
             max_frames=None if max_frames is None else int(max_frames),
         )
-        return [Job(name, kind, lambda e, o: bm.video_benchmark(e, videos, o))]
+        keys = _checked_keys(videos.root, videos.frame_paths, f"{where}.splits video frame")
+        points = _image_landmarks(conf, "landmarks", where, keys, landmarks, root=videos.root)
+        return [Job(name, kind, lambda e, o: bm.video_benchmark(e, videos, o, landmarks=points))]
     if kind == "megaface":
         probes = read_probe_list(_path(conf, "probes", where))
         distractors = read_distractor_list(_path(conf, "distractors", where))
         probe_root = _path(conf, "probe_root", where)
         distractor_root = _path(conf, "distractor_root", where)
-        bm.check_files(probes.paths, probe_root, f"{where} probes")
-        bm.check_files(distractors, distractor_root, f"{where} distractors")
+        bm.check_files(probes.paths, probe_root, f"{where}.probes {str(probes.source)!r}")
+        distractor_list = str(conf.get("distractors"))
+        bm.check_files(distractors, distractor_root, f"{where}.distractors {distractor_list!r}")
         backend = conf.get("backend", "builtin")
         if backend not in bm.BACKENDS:
             raise ValueError(f"{where}.backend must be one of {bm.BACKENDS}, got {backend!r}")
@@ -207,6 +372,22 @@ def prepare(name: str, conf: Mapping, run_dir: Path, device="cpu") -> list[Job]:
             "chunk_size": int(conf.get("chunk_size", 16384)),
             "backend": backend,
             "search_device": device,
+            "probe_landmarks": _image_landmarks(
+                conf,
+                "landmarks",
+                where,
+                [_table_key(p) for p in probes.paths],
+                landmarks,
+                root=probe_root,
+            ),
+            "distractor_landmarks": _image_landmarks(
+                conf,
+                "distractor_landmarks",
+                where,
+                [_table_key(p) for p in distractors],
+                landmarks,
+                root=distractor_root,
+            ),
         }
 
         def megaface(e, o):
@@ -218,12 +399,15 @@ def prepare(name: str, conf: Mapping, run_dir: Path, device="cpu") -> list[Job]:
         return [Job(name, kind, megaface)]
     poses = read_pose_list(_path(conf, "poses", where))
     root = _path(conf, "root", where)
-    bm.check_files(poses.paths, root, f"{where} images")
+    bm.check_files(poses.paths, root, f"{where}.poses {str(poses.source)!r}")
     kwargs = {
         "root": root,
         "bins": [float(b) for b in conf.get("bins", bm.DEFAULT_YAW_BINS)],
         "tolerance": float(conf.get("tolerance", 7.5)),
         "include_frontal": bool(conf.get("include_frontal", False)),
+        "landmarks": _image_landmarks(
+            conf, "landmarks", where, [_table_key(p) for p in poses.paths], landmarks, root=root
+        ),
     }
     return [Job(name, kind, lambda e, o: bm.pose_benchmark(e, poses, o, **kwargs))]
 
@@ -246,20 +430,19 @@ def _benchmarks(cfg: DictConfig) -> dict:
 
 
 def _require_landmarks(ckpt_path, method: str, selected: Mapping) -> None:
-    """A model aligned by each image's landmarks needs a table for every benchmark (before
-    any file is read)."""
+    """A model aligned by each image's landmarks needs a table (or ``annotate``) for the
+    images of every selected benchmark (checked before any file is read)."""
     for name, conf in selected.items():
-        key = f"benchmark.{name}.landmarks"
-        if conf.get("kind") != "lfw":
-            how = f"benchmarks of kind {conf.get('kind')!r} take no landmark table yet"
-        elif conf.get("landmarks") in (None, ""):
-            how = f"pass {key}=TABLE.csv (python -m balanced_align.annotate ROOT --out TABLE.csv)"
-        else:
-            continue
-        raise ValueError(
-            f"checkpoint {ckpt_path!r} uses align.method={method}, which aligns each image by "
-            f"its own landmarks; benchmark {name!r} provides no landmarks: {how}"
-        )
+        for key in landmark_keys(conf.get("kind")):
+            if _table_value(conf, key) is not None:
+                continue
+            where = f"benchmark.{name}.{key}"
+            raise ValueError(
+                f"checkpoint {ckpt_path!r} uses align.method={method}, which aligns each image "
+                f"by its own landmarks; benchmark {name!r} provides no landmarks: pass "
+                f"{where}=TABLE.csv (python -m balanced_align.annotate ROOT --out TABLE.csv) or "
+                f"{where}=annotate (annotated now with annotate.backend, cached)"
+            )
 
 
 def run(cfg: DictConfig) -> dict:
@@ -278,18 +461,19 @@ def run(cfg: DictConfig) -> dict:
 
     model = load_checkpoint(cfg.ckpt_path, map_location="cpu")
     summary = hparams_summary(model)
+    need = None
     if model.landmark_aligned:
         _require_landmarks(cfg.ckpt_path, summary["method"], selected)
+        need = LandmarkNeed(
+            int(model.hparams.num_landmarks),
+            str(cfg.ckpt_path),
+            OmegaConf.to_container(cfg.get("annotate") or {}, resolve=True),
+        )
     jobs = [
-        job for name, conf in selected.items() for job in prepare(name, conf, output_dir, device)
+        job
+        for name, conf in selected.items()
+        for job in prepare(name, conf, output_dir, device, landmarks=need)
     ]
-    for job in jobs:
-        if model.landmark_aligned and job.num_landmarks != model.hparams.num_landmarks:
-            raise ValueError(
-                f"benchmark.{job.name}.landmarks: the table has {job.num_landmarks} points per "
-                f"image; checkpoint {cfg.ckpt_path!r} was trained with "
-                f"{model.hparams.num_landmarks}"
-            )
 
     model.to(device)
     embed = make_embed(model, device, dtype)
@@ -315,6 +499,7 @@ def run(cfg: DictConfig) -> dict:
         "flip": options.flip,
         "batch_size": batch_size,
         "benchmarks": metrics,
+        "landmarks": None if need is None else need.reports,
         "time_s": timing,
         "wall_time_s": time.perf_counter() - start,
         "config": OmegaConf.to_container(cfg, resolve=True),

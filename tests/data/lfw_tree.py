@@ -22,9 +22,9 @@ UNPAIRED = ("Ian_I", "Jon_J", "Kim_K", "Lou_L")
 PAIRS_PER_CLASS = 10
 
 
-def write_lfw_tree(root: Path) -> tuple[Path, Path, Path]:
-    """Write ``root/images/<name>/<name>_000N.jpg``, ``root/landmarks68.csv`` and
-    ``root/pairs.txt`` (2 sets × 10 matched + 10 mismatched); return (images, table, pairs).
+def write_lfw_tree(root: Path, size: int = SIZE) -> tuple[Path, Path, Path]:
+    """Write ``root/images/<name>/<name>_000N.jpg`` (``size``² crops), ``root/landmarks68.csv``
+    and ``root/pairs.txt`` (2 sets × 10 matched + 10 mismatched); return (images, table, pairs).
     """
     faces = sorted(ASSET_HELEN.glob("*.jpg"))
     images, table = root / "images", {}
@@ -34,9 +34,9 @@ def write_lfw_tree(root: Path) -> tuple[Path, Path, Path]:
         for n in range(1, PER_PERSON + 1):
             face = faces[(p * PER_PERSON + n) % len(faces)]
             image = cv2.imread(str(face))
-            scale = SIZE / image.shape[1]
+            scale = size / image.shape[1]
             key = f"{name}/{name}_{n:04d}.jpg"
-            cv2.imwrite(str(images / key), cv2.resize(image, (SIZE, SIZE)))
+            cv2.imwrite(str(images / key), cv2.resize(image, (size, size)))
             table[key] = (read_pts(face.with_suffix(".pts")) - 0.5) * scale
     write_landmark_table(root / "landmarks68.csv", table)
     sets = []

@@ -24,7 +24,7 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,16 +74,24 @@ def central_face(boxes: np.ndarray, size: tuple[int, int]) -> int:
     return int(np.lexsort((-area, distance))[0])
 
 
-def median_box(backend, root: Path, keys: Sequence[str], sample: int = 64) -> tuple | None:
+def median_box(
+    backend, root: Path | None, keys: Sequence[str], sample: int = 64, read=None
+) -> tuple | None:
     """The median detected box as fractions (x0, y0, x1, y1) of the image size, over up to
-    ``sample`` images evenly spread over ``keys``; None when fewer than 5 have a face."""
+    ``sample`` images evenly spread over ``keys`` (read by ``read(key)`` when given, else from
+    ``root``); None when fewer than 5 have a face."""
     from balanced_align.data.validation import read_image
+
+    if read is None:
+
+        def read(key: str) -> np.ndarray:
+            return read_image(resolve_inside(root, key))
 
     picks = sorted({round(i) for i in np.linspace(0, len(keys) - 1, min(sample, len(keys)))})
     fractions = []
     for index in picks:
         try:
-            image = read_image(resolve_inside(root, keys[index]))
+            image = read(keys[index])
         except Exception:  # unreadable or escaping: the main pass reports it
             continue
         boxes = backend.detect(image)
@@ -119,11 +127,12 @@ class Outcome:
 _WORKER: dict = {}
 
 
-def _init_worker(backend, options: dict, root: str, schema: str, fallback) -> None:
-    """Set this process's state; ``backend`` is a name (built here) or a built backend."""
+def _init_worker(backend, options: dict, root: str, schema: str, fallback, read=None) -> None:
+    """Set this process's state; ``backend`` is a name (built here) or a built backend;
+    ``read(key)`` replaces reading ``root / key`` (in-process runs only)."""
     if isinstance(backend, str):
         backend = make_backend(backend, **options)
-    _WORKER.update(backend=backend, root=root, schema=schema, fallback=fallback)
+    _WORKER.update(backend=backend, root=root, schema=schema, fallback=fallback, read=read)
 
 
 def _annotate_one(key: str) -> Outcome:
@@ -131,7 +140,8 @@ def _annotate_one(key: str) -> Outcome:
 
     state = _WORKER
     try:
-        image = read_image(Path(state["root"]) / key)
+        read = state.get("read")
+        image = read(key) if read is not None else read_image(Path(state["root"]) / key)
     except Exception as error:  # unreadable or not an image: listed, not fatal
         return Outcome(key, "failed", reason=f"unreadable: {error}")
     backend = state["backend"]
@@ -151,9 +161,11 @@ def _annotate_one(key: str) -> Outcome:
     return Outcome(key, kind, np.asarray(points, np.float32), reason, len(boxes))
 
 
-def _outcomes(keys: list[str], workers: int, init_args: tuple, built) -> Iterator[Outcome]:
-    if workers <= 1:
-        _init_worker(built, *init_args[1:])
+def _outcomes(
+    keys: list[str], workers: int, init_args: tuple, built, read=None
+) -> Iterator[Outcome]:
+    if workers <= 1 or read is not None:
+        _init_worker(built, *init_args[1:], read)
         try:
             yield from map(_annotate_one, keys)
         finally:
@@ -226,7 +238,7 @@ def landmark_spread(points: np.ndarray, schema: str) -> dict:
 
 
 def annotate(
-    root: str | Path,
+    root: str | Path | None,
     out: str | Path,
     *,
     backend: str = "dlib",
@@ -236,6 +248,7 @@ def annotate(
     backend_options: dict | None = None,
     keys: Sequence[str] | None = None,
     progress: bool = True,
+    read: Callable[[str], np.ndarray] | None = None,
 ) -> Summary:
     """Annotate the images under ``root`` into the table ``out`` (appending; resumable).
 
@@ -252,10 +265,18 @@ def annotate(
         backend_options: keyword arguments of the backend (e.g. ``upsample`` for dlib).
         keys: paths relative to ``root`` to annotate (default: every image under it).
         progress: show a progress bar on stderr.
+        read: ``read(key) -> (H, W, 3) uint8 RGB`` for images that are not files (e.g. the
+            images of an insightface ``.bin``): ``root`` is then unused (None), ``keys`` are
+            plain names and are required, and the work runs in this process (``workers``
+            is ignored).
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"ROOT {str(root)!r} is not a folder")
+    if read is not None:
+        if keys is None:
+            raise ValueError("annotate(read=…) needs the keys of the images")
+    else:
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"ROOT {str(root)!r} is not a folder")
     if schema not in SCHEMAS:
         raise ValueError(f"--schema must be one of {SCHEMAS}, got {schema!r}")
     if workers < 1:
@@ -270,7 +291,9 @@ def annotate(
     if out.suffix.lower() != ".csv":
         raise ValueError(f"--out {str(out)!r}: the table is written as CSV; name it *.csv")
     keys = list_images(root) if keys is None else [str(k) for k in keys]
-    refuse_overwriting_inputs([out, failures_path(out)], [root / key for key in keys], what="--out")
+    if read is None:
+        inputs = [root / key for key in keys]
+        refuse_overwriting_inputs([out, failures_path(out)], inputs, what="--out")
     # build the backend first, so that a missing package fails before any file is touched
     built = make_backend(backend, **(backend_options or {}))
 
@@ -291,19 +314,21 @@ def annotate(
                 continue
             queued.add(key)
             try:
-                resolve_inside(root, key, what=f"image {key!r}")
+                if read is None:
+                    resolve_inside(root, key, what=f"image {key!r}")
             except UnsafePathError as error:
                 failures.append([key, "failed", str(error)])
                 summary.failed += 1
                 continue
             todo.append(key)
         if fallback == "auto" and todo:
-            fallback = median_box(built, root, keys) or (0.0, 0.0, 1.0, 1.0)
+            fallback = median_box(built, root, keys, read=read) or (0.0, 0.0, 1.0, 1.0)
         summary.fallback_box = fallback if fallback != "auto" else None
         init_args = (backend, backend_options or {}, str(root), schema, fallback)
         written = []
         start = time.perf_counter()
-        for outcome in _progress(_outcomes(todo, workers, init_args, built), len(todo), progress):
+        outcomes = _outcomes(todo, workers, init_args, built, read)
+        for outcome in _progress(outcomes, len(todo), progress):
             if outcome.kind != "detected":
                 failures.append([outcome.key, outcome.kind, outcome.reason])
             if outcome.points is None:

@@ -4,8 +4,10 @@ One plain function per benchmark kind (no Hydra, no Lightning), each taking
 
 - ``embed``: images (B, 3, H, W) float32 in [−1, 1] -> embeddings (B, D) (e.g. the model's
   forward under ``torch.no_grad``; it may move the batch to its device); where a benchmark
-  is given landmarks (:func:`lfw_benchmark`), ``embed(images, landmarks (B, S, 2))`` with
-  the landmarks normalised to [−1, 1] (a model aligned by each image's landmarks);
+  is given landmarks (every function takes them: ``landmarks``, or ``probe_landmarks`` and
+  ``distractor_landmarks``, (N, S, 2) corner-origin pixels of its images in order),
+  ``embed(images, landmarks (B, S, 2))`` with the landmarks normalised to [−1, 1] (a model
+  aligned by each image's landmarks);
 - the parsed files (:mod:`balanced_align.data.formats`);
 - :class:`EmbedOptions`: model input size, batch size, flip TTA, decoding threads;
 
@@ -59,6 +61,7 @@ from balanced_align.evaluation.verification import (
     contiguous_folds,
     verification_accuracy,
 )
+from balanced_align.safe_paths import resolve_inside
 
 log = logging.getLogger(__name__)
 
@@ -189,28 +192,40 @@ def embed_all(
     return np.concatenate(list(embed_batches(embed, count, load, options)))
 
 
+def _with_landmarks(
+    load: Callable[[int], np.ndarray], landmarks: np.ndarray | None
+) -> Callable[[int], np.ndarray]:
+    """``load``, or ``i -> (load(i), landmarks[i])`` when landmarks are given."""
+    if landmarks is None:
+        return load
+    return lambda i: (load(i), landmarks[i])
+
+
 def _path_loader(
     paths: Sequence, root: str | Path | None = None, landmarks: np.ndarray | None = None
 ) -> Callable[[int], np.ndarray]:
-    """``load(i)``: image ``i`` (H, W, 3) uint8 RGB, or (image, landmarks[i]) when given."""
+    """``load(i)``: image ``i`` (H, W, 3) uint8 RGB, or (image, landmarks[i]) when given.
+    Paths relative to ``root`` must stay inside it (``safe_paths.resolve_inside``)."""
     base = None if root is None else Path(root)
 
     def load(i: int):
-        path = Path(paths[i])
-        image = read_image(path if base is None else base / path)
-        return image if landmarks is None else (image, landmarks[i])
+        if base is None:
+            return read_image(Path(paths[i]))
+        return read_image(resolve_inside(base, str(paths[i])))
 
-    return load
+    return _with_landmarks(load, landmarks)
 
 
 def check_files(paths: Iterable, root: str | Path | None, what: str) -> None:
-    """Raise FileNotFoundError naming up to 5 of the files of ``what`` missing under ``root``."""
+    """Raise FileNotFoundError naming up to 5 of the files of ``what`` missing under ``root``,
+    and :class:`~balanced_align.safe_paths.UnsafePathError` (naming ``what`` and the path)
+    for a path that is absolute or leaves ``root`` (``..``, a link out of the tree)."""
     base = None if root is None else Path(root)
     if base is not None and not base.is_dir():
         raise FileNotFoundError(f"{what}: image root {str(base)!r} is not a folder")
     missing = []
     for path in paths:
-        full = Path(path) if base is None else base / path
+        full = Path(path) if base is None else resolve_inside(base, str(path), what=what)
         if not full.is_file():
             missing.append(str(full))
             if len(missing) == 5:
@@ -258,12 +273,16 @@ def lfw_benchmark(
 
 
 def bin_benchmark(
-    embed: EmbedFn, pairs: BinPairs, options: EmbedOptions, n_folds: int = 10
+    embed: EmbedFn,
+    pairs: BinPairs,
+    options: EmbedOptions,
+    n_folds: int = 10,
+    landmarks: np.ndarray | None = None,
 ) -> dict[str, float]:
     """insightface ``.bin`` verification: images 2k and 2k + 1 form pair k; ``n_folds``
-    contiguous folds in file order."""
+    contiguous folds in file order. landmarks: (num_images, S, 2), in file order."""
     images = pairs.images
-    emb = embed_all(embed, len(images), images.__getitem__, options)
+    emb = embed_all(embed, len(images), _with_landmarks(images.__getitem__, landmarks), options)
     out = verification_metrics(
         emb[pairs.pairs_a], emb[pairs.pairs_b], pairs.issame, pairs.folds(n_folds)
     )
@@ -271,9 +290,15 @@ def bin_benchmark(
     return out
 
 
-def video_benchmark(embed: EmbedFn, pairs: VideoPairs, options: EmbedOptions) -> dict[str, float]:
+def video_benchmark(
+    embed: EmbedFn,
+    pairs: VideoPairs,
+    options: EmbedOptions,
+    landmarks: np.ndarray | None = None,
+) -> dict[str, float]:
     """YTF-style video verification: a video's embedding is the L2-normalised mean of its
     frames' (flip-TTA) embeddings; the splits file's split numbers are the folds.
+    landmarks: (num_frames, S, 2) of ``pairs.frame_paths``.
 
     Frame embeddings are summed per video as they arrive (memory: one (V, D) array), which
     equals :func:`~balanced_align.data.formats.video_embeddings` of all frames.
@@ -282,7 +307,8 @@ def video_benchmark(embed: EmbedFn, pairs: VideoPairs, options: EmbedOptions) ->
     video_of = pairs.video_index
     sums: np.ndarray | None = None
     done = 0
-    for chunk in embed_batches(embed, len(frame_paths), _path_loader(frame_paths), options):
+    load = _path_loader(frame_paths, landmarks=landmarks)
+    for chunk in embed_batches(embed, len(frame_paths), load, options):
         if sums is None:
             sums = np.zeros((len(pairs.videos), chunk.shape[1]), np.float64)
         np.add.at(sums, video_of[done : done + len(chunk)], chunk)
@@ -350,6 +376,8 @@ def megaface_benchmark(
     chunk_size: int = 16384,
     backend: str = "builtin",
     search_device: str | torch.device = "cpu",
+    probe_landmarks: np.ndarray | None = None,
+    distractor_landmarks: np.ndarray | None = None,
 ) -> dict[str, float]:
     """MegaFace-style identification (docs/design.md §5): ``rank1`` and ``cmc@r``.
 
@@ -360,7 +388,8 @@ def megaface_benchmark(
     time, so memory does not grow with the number of distractors.
     backend: ``builtin`` (:func:`~balanced_align.evaluation.megaface_rank1`, on
     ``search_device``) or ``faiss`` (exact ``IndexFlatIP`` per chunk; same rule and result).
-    Ranks above the number of distractors are dropped.
+    Ranks above the number of distractors are dropped. probe_landmarks,
+    distractor_landmarks: (N, S, 2) of the probes and distractors, in list order.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -368,13 +397,13 @@ def megaface_benchmark(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     if len(distractors) < 1:
         raise ValueError("distractor list: no distractors")
-    probe_emb = embed_all(embed, len(probes), _path_loader(probes.paths, probe_root), options)
+    load = _path_loader(probes.paths, probe_root, probe_landmarks)
+    probe_emb = embed_all(embed, len(probes), load, options)
 
     features_path = Path(features_path)
     features_path.parent.mkdir(parents=True, exist_ok=True)
-    chunks = embed_batches(
-        embed, len(distractors), _path_loader(distractors, distractor_root), options
-    )
+    load = _path_loader(distractors, distractor_root, distractor_landmarks)
+    chunks = embed_batches(embed, len(distractors), load, options)
     first = next(chunks)
     features = write_embeddings_memmap(
         features_path, chain([first], chunks), dim=first.shape[1], count=len(distractors)
@@ -431,6 +460,7 @@ def pose_benchmark(
     bins: Sequence[float] = DEFAULT_YAW_BINS,
     tolerance: float = 7.5,
     include_frontal: bool = False,
+    landmarks: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Multi-PIE-style rank-1 per |yaw| bin (docs/design.md §5).
 
@@ -438,10 +468,11 @@ def pose_benchmark(
     image with the smallest |yaw| (:func:`frontal_gallery`); probes: every other image,
     binned by |yaw| (:func:`~balanced_align.evaluation.per_pose_rank1`). Reports
     ``rank1_yaw<b>`` and ``count_yaw<b>`` per bin, and ``rank1_mean`` over non-empty bins.
+    landmarks: (N, S, 2) of the list's images, in order.
     """
     if poses.yaws is None:
         raise ValueError(f"{poses.source}: a pose list needs a yaw per image")
-    emb = embed_all(embed, len(poses), _path_loader(poses.paths, root), options)
+    emb = embed_all(embed, len(poses), _path_loader(poses.paths, root, landmarks), options)
     gallery = frontal_gallery(poses.labels, poses.yaws)
     probe = np.setdiff1d(np.arange(len(poses)), gallery)
     if probe.size == 0:
