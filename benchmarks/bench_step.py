@@ -28,8 +28,8 @@ from collections.abc import Callable
 import torch
 from torch.nn import functional as F
 
+from balanced_align.config_schema import AlignConfig
 from balanced_align.models import AlignedRecognizer, build_head, build_recognizer
-from balanced_align.module import DEFAULTS
 
 #: model size -> build_recognizer arguments and batch size
 SIZES = {
@@ -49,14 +49,14 @@ SIZES = {
     },
 }
 
-_ALIGN = DEFAULTS["align"]
+_ALIGN = AlignConfig()
 #: variant -> alignment arguments of build_recognizer ("tps8": the conf/align default LocNet)
 VARIANTS = {
     "plain": {"align_method": "none"},
     "tps8": {
         "align_method": "tps",
-        "locnet_input_size": _ALIGN["locnet_input_size"],
-        "locnet_width": _ALIGN["locnet_width"],
+        "locnet_input_size": _ALIGN.locnet_input_size,
+        "locnet_width": _ALIGN.locnet_width,
     },
     "tps8_loc16": {"align_method": "tps", "locnet_input_size": 16, "locnet_width": 1.0},
     "tps8_loc32_w0.5": {"align_method": "tps", "locnet_input_size": 32, "locnet_width": 0.5},

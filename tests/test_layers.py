@@ -21,8 +21,9 @@ import balanced_align
 PACKAGE = Path(balanced_align.__file__).parent
 ROOT = "balanced_align"
 
-#: leaf utilities: they import nothing of the project, and any unit may import them
-UTILITIES = {"safe_paths", "run_result", "sweeps", "devices"}
+#: leaf utilities: they import nothing of the project but each other, and any unit may import
+#: them (the config schema is plain Python; config_store is its Hydra wiring)
+UTILITIES = {"safe_paths", "run_result", "sweeps", "devices", "config_schema", "config_store"}
 _BELOW_MODULE = {"geometry", "core", "models", "losses", "data", "evaluation", "viz"}
 #: the jobs and command-line tools: they may import anything, and nothing but jobs imports them
 JOBS = {

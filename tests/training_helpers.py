@@ -6,6 +6,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
+from balanced_align.config_store import register_configs
+
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 #: overrides that make a run take seconds on 2 CPU cores
@@ -42,6 +44,7 @@ def compose_train(overrides=(), output_dir: Path | None = None, with_hydra: bool
     ``with_hydra`` keeps the ``hydra`` node (e.g. to read an experiment's sweeper params).
     """
     GlobalHydra.instance().clear()
+    register_configs()  # train_schema, the typed base of train.yaml (as train.py does)
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(
             config_name="train", overrides=list(overrides), return_hydra_config=with_hydra

@@ -18,7 +18,6 @@ Hydra objects and notebooks can call ``BalancedAlignModule(num_classes=…)`` di
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from collections.abc import Mapping
@@ -28,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from balanced_align.config_schema import ModuleConfig
 from balanced_align.core.protocol import EvaluationProtocol
 from balanced_align.core.schema import get_schema
 from balanced_align.data_hook import DataModuleHook
@@ -35,121 +35,12 @@ from balanced_align.evaluation import EmbeddingCollector, anme, evaluate_protoco
 from balanced_align.evaluation.anme import UndefinedANMEError
 from balanced_align.evaluation.embeddings import flip_tta_embeddings
 from balanced_align.losses import AlignmentLoss, build_param_groups
-from balanced_align.models import (
-    ALIGN_METHODS,
-    LANDMARK_METHODS,
-    build_head,
-    build_recognizer,
-)
+from balanced_align.models import LANDMARK_METHODS, build_head, build_recognizer
 
 log = logging.getLogger(__name__)
 
 #: consecutive non-finite training losses after which a run stops as diverged
 MAX_NONFINITE_STEPS = 10
-
-#: Defaults: the paper's model family (STN-TPS-8 at the feature map, λ = 3, AM-Softmax) at a
-#: CPU size. Hydra's configs override any of these keys.
-DEFAULTS: dict[str, dict] = {
-    "model": {
-        "backbone": "iresnet18",
-        "width": 0.25,
-        "input_size": 64,
-        "embedding_dim": 128,
-        "dropout": 0.0,
-        # channels-last convolutions: ~13% faster steps on CPU (oneDNN), the usual choice on GPU
-        "channels_last": True,
-    },
-    "align": {
-        "method": "tps",  # none | affine | projective | tps | affine2d | fullalign
-        "tps_grid_size": 8,
-        "location": "fmap",  # fmap | input
-        "locnet_input_size": 32,
-        "locnet_width": 1.0,
-        "padding_mode": "zeros",
-    },
-    "loss": {
-        "lambda": 3.0,
-        "head": "am_softmax",
-        "scale": 64.0,
-        "margin": 0.35,
-        "learn_template": True,
-        "learn_alpha": True,
-        "alpha_init": 0.9,
-        "units": "pixels",
-        "reduction": "mean",
-        "template_checkpoint": None,  # T_fix†: a learned template loaded from a checkpoint
-    },
-    "optim": {
-        "lr": 0.2,  # at a global batch of 256; scaled linearly with the global batch
-        "reference_batch_size": 256,
-        "batch_size": 256,  # per device (× devices × accumulation = the global batch)
-        "momentum": 0.9,
-        "weight_decay": 5e-4,
-        "nesterov": False,
-        # the paper divides lr by 10 at the start of epochs 13, 18, 23 of 24: the same
-        # fractions of the whole run (in optimiser steps) when the run is shorter or longer
-        "milestones": [12 / 24, 17 / 24, 22 / 24],
-        "gamma": 0.1,
-        "warmup_fraction": 0.0,
-        # lr of the alignment subsystem (LocNet and template T) relative to the rest. With
-        # one lr for everything (1.0) the warp parameters diverge within a few steps here,
-        # and a template that moves 100x faster than the warp drifts into folded warps.
-        "align_lr_scale": 0.01,
-    },
-}
-
-LOCATIONS = ("fmap", "input")
-
-
-def merge_config(defaults: Mapping, overrides: Mapping | None, where: str) -> dict:
-    """Defaults updated by ``overrides``; unknown keys are an error naming ``where.key``."""
-    merged = copy.deepcopy(dict(defaults))
-    for key, value in dict(overrides or {}).items():
-        if key not in merged:
-            raise ValueError(f"unknown config key '{where}.{key}'; known: {sorted(merged)}")
-        merged[key] = value
-    return merged
-
-
-def validate_config(model: Mapping, align: Mapping, loss: Mapping, optim: Mapping) -> None:
-    """Raise ValueError naming the key for values the method cannot run with."""
-    if align["method"] not in ALIGN_METHODS:
-        raise ValueError(f"align.method must be one of {ALIGN_METHODS}, got {align['method']!r}")
-    if align["location"] not in LOCATIONS:
-        raise ValueError(f"align.location must be one of {LOCATIONS}, got {align['location']!r}")
-    if align["method"] == "tps" and (
-        not isinstance(align["tps_grid_size"], int) or align["tps_grid_size"] < 2
-    ):
-        raise ValueError(
-            f"align.tps_grid_size must be an integer >= 2, got {align['tps_grid_size']!r}"
-        )
-    lam = loss["lambda"]
-    if not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
-        raise ValueError(f"loss.lambda must be a finite number >= 0, got {lam!r}")
-    if align["method"] in ("none", *LANDMARK_METHODS) and lam > 0:
-        raise ValueError(
-            "loss.lambda > 0 needs a learned alignment (align.method affine, projective or tps); "
-            f"align.method={align['method']} has no learned warp to supervise"
-        )
-    for key in (
-        "lr",
-        "momentum",
-        "weight_decay",
-        "batch_size",
-        "reference_batch_size",
-        "align_lr_scale",
-    ):
-        value = optim[key]
-        if not isinstance(value, (int, float)) or value < 0:
-            raise ValueError(f"optim.{key} must be a number >= 0, got {value!r}")
-    if not 0 <= optim["warmup_fraction"] < 1:
-        raise ValueError(f"optim.warmup_fraction must be in [0, 1), got {optim['warmup_fraction']}")
-    if sorted(optim["milestones"]) != list(optim["milestones"]) or not all(
-        0 < m < 1 for m in optim["milestones"]
-    ):
-        raise ValueError(
-            f"optim.milestones must be increasing fractions in (0, 1), got {optim['milestones']}"
-        )
 
 
 class BalancedAlignModule(L.LightningModule):
@@ -157,7 +48,9 @@ class BalancedAlignModule(L.LightningModule):
 
     Args:
         num_classes: number of training identities.
-        model, align, loss, optim: dicts overriding :data:`DEFAULTS` (plain values).
+        model, align, loss, optim: dicts overriding the defaults of
+            :mod:`balanced_align.config_schema` (plain values; an unknown key or a bad
+            value is a ValueError naming ``group.key``).
         template_init: (S, 2) initial template in normalised coordinates (e.g. the mean
             landmarks of frontal training faces, T_fix). If None, :meth:`set_template` or
             :meth:`template_from_data` must give it before training (the data module's
@@ -182,11 +75,10 @@ class BalancedAlignModule(L.LightningModule):
         schema: str = "lmk84",
     ) -> None:
         super().__init__()
-        model = merge_config(DEFAULTS["model"], model, "model")
-        align = merge_config(DEFAULTS["align"], align, "align")
-        loss = merge_config(DEFAULTS["loss"], loss, "loss")
-        optim = merge_config(DEFAULTS["optim"], optim, "optim")
-        validate_config(model, align, loss, optim)
+        # the schema's defaults updated by the given groups, validated; stored as plain values
+        config = ModuleConfig.from_mappings(model=model, align=align, loss=loss, optim=optim)
+        groups = config.to_dicts()
+        model, align, loss, optim = (groups[g] for g in ("model", "align", "loss", "optim"))
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
         if template_init is not None:

@@ -22,9 +22,10 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from balanced_align.checkpoints import module_from_checkpoint, read_checkpoint
+from balanced_align.config_schema import ModuleConfig
 from balanced_align.data.validation import BAD_SAMPLE_POLICIES
 from balanced_align.models import LANDMARK_METHODS
-from balanced_align.module import DEFAULTS, BalancedAlignModule, merge_config, validate_config
+from balanced_align.module import BalancedAlignModule
 from balanced_align.run_result import RESULTS_FILE, RunResult, RunResultError
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,8 @@ SUMMARY_METRICS = ("rank1", "verif_acc", "anme", "cmc@5", "verif_auc")
 
 
 def plain(cfg: DictConfig | None) -> dict:
-    return {} if cfg is None else OmegaConf.to_container(cfg, resolve=True)
+    """Plain values (closed choices as their strings) of a composed config node."""
+    return {} if cfg is None else OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
@@ -52,26 +54,30 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
-def validate(cfg: DictConfig) -> None:
-    """Check the config before anything heavy runs; errors name the offending key."""
+def validate(cfg: DictConfig) -> ModuleConfig:
+    """Check the config before anything heavy runs; errors name the offending key.
+
+    Composition (``train_schema``, :mod:`balanced_align.config_store`) has typed the groups
+    already; this runs the same checks as the module (:func:`~balanced_align.config_schema.
+    validate_config`, on a config composed without the schema too), refuses keys added with
+    ``+``, and checks what spans groups.
+    """
     for group in ("model", "align", "loss", "optim", "data", "trainer"):
         if group not in cfg:
             raise ValueError(f"config group '{group}' is missing")
-    merged = {
-        group: merge_config(DEFAULTS[group], plain(cfg[group]), group)
-        for group in ("model", "align", "loss", "optim")
-    }
-    validate_config(**merged)
+    groups = {group: plain(cfg[group]) for group in ("model", "align", "loss", "optim")}
+    config = ModuleConfig.from_mappings(**groups)
     data_batch = cfg.data.get("batch_size")
-    if data_batch is not None and merged["optim"]["batch_size"] != data_batch:
+    if data_batch is not None and config.optim.batch_size != data_batch:
         raise ValueError(
-            f"optim.batch_size={merged['optim']['batch_size']} must equal data.batch_size="
+            f"optim.batch_size={config.optim.batch_size} must equal data.batch_size="
             f"{data_batch}: the learning rate is scaled by the per-device batch × devices × "
             "accumulation (conf/optim sets optim.batch_size: ${data.batch_size})"
         )
     if not isinstance(cfg.get("seed"), int):
         raise ValueError(f"seed must be an integer, got {cfg.get('seed')!r}")
     _validate_trainer_and_data(cfg)
+    return config
 
 
 def _validate_trainer_and_data(cfg: DictConfig) -> None:
@@ -283,9 +289,9 @@ def _run(cfg: DictConfig) -> float | None:
 
     result = RunResult(
         run=f"{cfg.align.method}@{cfg.align.location} λ={cfg.loss['lambda']} seed={cfg.seed}",
-        method=cfg.align.method,
+        method=str(cfg.align.method),
         tps_grid_size=cfg.align.tps_grid_size if cfg.align.method == "tps" else None,
-        location=cfg.align.location,
+        location=str(cfg.align.location),
         lambda_=float(cfg.loss["lambda"]),
         seed=int(cfg.seed),
         val=val_metrics,

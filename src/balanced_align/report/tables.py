@@ -76,9 +76,9 @@ def alignment_variant(result: RunResult) -> tuple[str, str]:
     config = result.config
     alpha = "learned"
     if not config.get("loss.learn_alpha", True):
-        from balanced_align.module import DEFAULTS
+        from balanced_align.config_schema import LossConfig
 
-        alpha_init = config.get("loss.alpha_init", DEFAULTS["loss"]["alpha_init"])
+        alpha_init = config.get("loss.alpha_init", LossConfig().alpha_init)
         alpha = f"fixed {float(alpha_init):g}"
     if config.get("loss.template_checkpoint"):
         template = FIXED_LEARNED_TEMPLATE
