@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import RichModelSummary
 
 #: starts of Lightning info messages dropped from the logs
 KNOWN_INFO = (
-    "💡 Tip: For seamless cloud logging",
+    "💡 Tip: ",  # litlogger, litmodels
     "Trainer already configured with model summary callbacks",
     "The following callbacks returned in `LightningModule.configure_callbacks` will override",
 )
