@@ -422,7 +422,9 @@ class BalancedAlignModule(L.LightningModule):
                 f"{stage}: no evaluation protocol; call set_evaluation_protocols({stage}=…) or "
                 "run with a data module that provides one (see balanced_align.data_hook)"
             )
-        protocol = self._protocol_of_seen_rows(protocol, rows["indices"].cpu().numpy(), stage)
+        protocol = self._protocol_of_seen_rows(
+            protocol, rows["indices"].cpu().numpy(), rows["labels"].cpu().numpy(), stage
+        )
         metrics = evaluate_protocol(
             protocol, rows["embeddings"], labels=rows["labels"], yaw=rows["yaw"]
         )
@@ -447,14 +449,14 @@ class BalancedAlignModule(L.LightningModule):
         self.log_dict(logged, sync_dist=False, rank_zero_only=False)
 
     def _protocol_of_seen_rows(
-        self, protocol: EvaluationProtocol, seen, stage: str
+        self, protocol: EvaluationProtocol, seen, labels, stage: str
     ) -> EvaluationProtocol:
         """``protocol`` on the evaluated rows ``seen`` (dataset indices, in row order): itself
         when they are 0..N-1 and cover it; else restricted to them, with a warning naming
         what was left out (a part of the set: ``limit_{stage}_batches``, ``fast_dev_run``)."""
         if (seen == np.arange(seen.size)).all() and protocol.max_row() < seen.size:
             return protocol
-        restricted = protocol.restricted(seen)
+        restricted = protocol.restricted(seen, labels)
         before, after = protocol.counts(), restricted.counts()
         kept = ", ".join(f"{k} {after[k]}/{n}" for k, n in before.items() if n)
         log.warning(

@@ -71,16 +71,20 @@ class ModelSummary(RichModelSummary):
         columns = [(name, values) for name, values in summary_data if name != "FLOPs"]
         table = Table(header_style=summarize_kwargs.get("header_style", "bold magenta"))
         for index, (name, _) in enumerate(columns):
-            table.add_column(name, style="dim" if index == 0 else None)
+            justify = "right" if name.startswith("Params") else "left"
+            table.add_column(name, style="dim" if index == 0 else None, justify=justify)
         for row in zip(*(values for _, values in columns)):
             table.add_row(*row)
         console = get_console()
         console.print(table)
-        frozen = total_parameters - trainable_parameters
+
+        def count(n: int) -> str:
+            return get_human_readable_count(int(n)).strip()
+
         console.print(
-            f"Trainable params: {get_human_readable_count(trainable_parameters)}, "
-            f"non-trainable: {get_human_readable_count(frozen)}, "
+            f"Trainable params: {count(trainable_parameters)}, "
+            f"non-trainable: {count(total_parameters - trainable_parameters)}, "
             f"size {model_size:.2f} MB, modules in train/eval mode: "
             f"{total_training_modes.get('train', 0)}/{total_training_modes.get('eval', 0)}"
-            + (f", FLOPs {get_human_readable_count(total_flops)}" if total_flops else "")
+            + (f", FLOPs {count(total_flops)}" if total_flops else "")
         )

@@ -132,7 +132,9 @@ class EvaluationProtocol:
             counts["anme_indices"] = int(np.asarray(self.anme_indices).size)
         return counts
 
-    def restricted(self, seen: Sequence[int] | np.ndarray) -> EvaluationProtocol:
+    def restricted(
+        self, seen: Sequence[int] | np.ndarray, labels: Sequence[int] | np.ndarray | None = None
+    ) -> EvaluationProtocol:
         """The protocol on the subset ``seen`` of the rows, renumbered: row ``seen[j]`` of this
         protocol is row j of the result.
 
@@ -141,6 +143,9 @@ class EvaluationProtocol:
         it was seen. Kept pairs keep their fold ids (the contiguous default folds of the whole
         set are made explicit); verification is switched off when the kept pairs span fewer
         than two folds or lack same or different pairs (no threshold could be chosen).
+        ``labels`` (identities of the seen rows, in the order of ``seen``) also drops the
+        per-pose probes whose identity's gallery image was not seen; without them the per-pose
+        protocol is kept only when its whole gallery was seen.
         """
         seen = np.asarray(seen, dtype=np.int64)
         if seen.ndim != 1 or np.unique(seen).size != seen.size or (seen.size and seen.min() < 0):
@@ -164,6 +169,12 @@ class EvaluationProtocol:
         if folds is None or np.unique(folds).size < 2 or np.unique(issame).size < 2:
             kept = np.zeros_like(kept)
             folds, issame = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
+        gallery, pose_probes = keep("gallery_indices"), keep("pose_probe_indices")
+        if labels is not None:
+            labels = np.asarray(labels)
+            pose_probes = pose_probes[np.isin(labels[pose_probes], labels[gallery])]
+        elif gallery.size < np.asarray(self.gallery_indices).size:
+            pose_probes = np.zeros(0, dtype=np.int64)
         return replace(
             self,
             pairs_a=position[pairs_a[kept]],
@@ -172,8 +183,8 @@ class EvaluationProtocol:
             pair_folds=folds if kept.any() else None,
             probe_indices=keep("probe_indices"),
             distractor_indices=keep("distractor_indices"),
-            gallery_indices=keep("gallery_indices"),
-            pose_probe_indices=keep("pose_probe_indices"),
+            gallery_indices=gallery if pose_probes.size else np.zeros(0, dtype=np.int64),
+            pose_probe_indices=pose_probes,
             anme_indices=None if self.anme_indices is None else keep("anme_indices"),
         )
 
