@@ -77,3 +77,15 @@ def test_the_config_tree_is_printed_and_saved_resolved(tmp_path, capsys):
     assert "lambda: 3" in saved and "width: 0.5" in saved  # resolved values
     assert saved.index("model") < saved.index("loss")  # groups in the documented order
     assert "lambda: 3" in capsys.readouterr().out
+
+
+def test_lightnings_own_console_handler_goes_when_the_root_logger_has_handlers(monkeypatch):
+    """Under Hydra the root logger writes the console and train.log: Lightning's handler would
+    print every line a second time."""
+    import lightning  # noqa: F401  (adds its handler at import)
+
+    root, own = logging.getLogger(), logging.getLogger("lightning")
+    monkeypatch.setattr(root, "handlers", [logging.NullHandler()])
+    monkeypatch.setattr(own, "handlers", [logging.StreamHandler(), logging.NullHandler()])
+    silence_known_noise()
+    assert [type(h) for h in own.handlers] == [logging.NullHandler] and own.propagate

@@ -10,7 +10,8 @@ flat config and, at the end, its final metrics.
   scatter plot of ANME vs rank-1 (``anme_vs_rank1``).
 - TensorBoard gets the flat config *with* the final metrics at the end
   (``log_hyperparams(config, metrics)``, ``default_hp_metric: false``), so the HParams
-  dashboard plots ANME against rank-1.
+  dashboard plots ANME against rank-1. :class:`TensorBoardLogger` keeps fit, test and these
+  in one event file (Lightning's closes its writer after fit; the next write opens another).
 
 Final metrics are named ``best/val/…`` (the validation of the best checkpoint's weights, else
 the last validation) and ``best/test/…`` (the test of the same weights), see
@@ -26,6 +27,8 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from balanced_align.run_result import RunResult
@@ -41,6 +44,24 @@ SCATTER_KEY = "anme_vs_rank1"
 
 def _is(logger, name: str) -> bool:
     return type(logger).__name__ == name
+
+
+class TensorBoardLogger(LightningTensorBoardLogger):
+    """Lightning's TensorBoard logger, but ``finalize`` (after fit, after test) only flushes:
+    the writer stays open, so fit, test and the final hparams share one event file.
+    :func:`log_final` closes it."""
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        if self._experiment is not None:
+            self._experiment.flush()
+        if status == "success":
+            self.save()
+
+    @rank_zero_only
+    def close(self) -> None:
+        if self._experiment is not None:
+            self._experiment.close()
 
 
 def build_loggers(cfg: DictConfig) -> list:
@@ -110,7 +131,7 @@ def log_config(loggers: list, flat_config: dict) -> None:
     """The flat config to every logger but TensorBoard (which gets it with the final metrics,
     :func:`log_final`: the HParams dashboard keeps the first hparams it is given)."""
     for logger in loggers:
-        if not _is(logger, "TensorBoardLogger"):
+        if not isinstance(logger, LightningTensorBoardLogger):
             logger.log_hyperparams(flat_config)
 
 
@@ -142,8 +163,10 @@ def log_final(loggers: list, flat_config: dict, result: RunResult) -> None:
     """Final metrics to every logger that keeps them apart from the curves, then close W&B."""
     metrics = final_metrics(result)
     for logger in loggers:
-        if _is(logger, "TensorBoardLogger"):
+        if isinstance(logger, LightningTensorBoardLogger):
             logger.log_hyperparams(flat_config, metrics)
+            if isinstance(logger, TensorBoardLogger):
+                logger.close()
         elif _is(logger, "WandbLogger"):
             _finish_wandb(logger.experiment, result, metrics)
 

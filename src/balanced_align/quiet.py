@@ -8,8 +8,9 @@
   "Total FLOPs: 0" (FLOPs are only counted with an ``example_input_array``, which the module
   does not set: a landmark-aligned model cannot run on images alone).
 
-Logging through Lightning's own console handler as well as Hydra's (every line twice) is
-handled by the logging config, ``conf/hydra/default.yaml``.
+- and every line once: Lightning gives its ``lightning`` logger a console handler of its own
+  at import; where the root logger has handlers already (Hydra's: the console and
+  ``train.log``), :func:`silence_known_noise` removes it, so lines reach Hydra's handlers only.
 """
 
 from __future__ import annotations
@@ -39,8 +40,20 @@ class _DropKnownInfo(logging.Filter):
         return not str(record.msg).startswith(KNOWN_INFO)
 
 
+#: loggers to which Lightning adds a console handler of its own
+LIGHTNING_ROOTS = ("lightning", "lightning.pytorch", "lightning.fabric")
+
+
 def silence_known_noise() -> None:
-    """Install the filters (idempotent)."""
+    """Install the filters; drop Lightning's console handlers where the root logger has
+    handlers (idempotent)."""
+    if logging.getLogger().handlers:
+        for name in LIGHTNING_ROOTS:
+            logger = logging.getLogger(name)
+            for handler in list(logger.handlers):
+                if type(handler) is logging.StreamHandler:
+                    logger.removeHandler(handler)
+            logger.propagate = True
     for name in LIGHTNING_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropKnownInfo) for f in logger.filters):

@@ -69,7 +69,7 @@ def test_a_redirected_run_logs_val_lines_once_and_tensorboard_holds_the_final_me
     acc = EventAccumulator(str(events))
     acc.Reload()
     scalars = set(acc.Tags()["scalars"])
-    assert {"train/loss_step", "val/rank1", "test/rank1", "best/val/anme"} <= scalars
+    assert {"train/loss_epoch", "val/rank1", "test/rank1", "best/val/anme"} <= scalars
     content = acc.PluginTagToContent("hparams")
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
     metric_tags = {m.name.tag for m in experiment.experiment.metric_infos}
