@@ -84,6 +84,26 @@ def test_a_redirected_run_logs_val_lines_once_and_tensorboard_holds_the_final_me
     assert best_rank1.value == pytest.approx(results["val_best"]["rank1"])
 
 
+@pytest.mark.parametrize("preset", ["fdr", "limit", "overfit", "profiler"])
+def test_every_debug_preset_composes_to_a_valid_trainer(tmp_path, preset):
+    from hydra.utils import instantiate
+
+    from balanced_align.training import validate
+
+    cfg = compose_train([f"debug={preset}"], output_dir=tmp_path)
+    validate(cfg)
+    trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_progress_bar=False)
+    assert cfg.task_name == "debug" and cfg.logger is None and not cfg.figures
+    assert trainer.num_devices == 1 and cfg.data.num_workers == 0
+    expected = {
+        "fdr": lambda t: t.fast_dev_run == 1,
+        "limit": lambda t: t.limit_train_batches == 2 and t.limit_val_batches == 0.5,
+        "overfit": lambda t: t.overfit_batches == 2 and t.checkpoint_callback is None,
+        "profiler": lambda t: type(t.profiler).__name__ == "SimpleProfiler",
+    }
+    assert expected[preset](trainer)
+
+
 @pytest.mark.parametrize(
     ("preset", "extra"),
     [("fdr", []), ("overfit", ["trainer.max_epochs=2", "trainer.check_val_every_n_epoch=1"])],
