@@ -42,17 +42,17 @@ def _synth_noisy(tmp_path: Path) -> list[str]:
     return [
         "seed=3",
         "model.input_size=32",
-        "data.num_train_identities=5",
-        "data.train_images_per_identity=3",
-        "data.val_identities=3",
-        "data.test_identities=3",
-        "data.eval_images_per_identity=4",
-        "data.val_distractor_identities=2",
-        "data.test_distractor_identities=2",
-        "data.val_num_pairs=20",
-        "data.test_num_pairs=20",
-        "data.eval_yaw_range=[-30,30]",
-        "+data.synth_knobs.landmark_noise=2.0",
+        "data.source.num_train_identities=5",
+        "data.source.train_images_per_identity=3",
+        "data.source.val_identities=3",
+        "data.source.test_identities=3",
+        "data.source.eval_images_per_identity=4",
+        "data.source.val_distractor_identities=2",
+        "data.source.test_distractor_identities=2",
+        "data.source.val_num_pairs=20",
+        "data.source.test_num_pairs=20",
+        "data.source.eval_yaw_range=[-30,30]",
+        "+data.source.synth_knobs.landmark_noise=2.0",
         "data.batch_size=4",
     ]
 
@@ -60,9 +60,9 @@ def _synth_noisy(tmp_path: Path) -> list[str]:
 def _folder(tmp_path: Path) -> list[str]:
     return [
         "data=folder",
-        f"data.root={ASSET_ATT}",
-        "data.val_fraction_identities=0.25",
-        "data.test_fraction_identities=0.25",
+        f"data.source.root={ASSET_ATT}",
+        "data.source.val_fraction_identities=0.25",
+        "data.source.test_fraction_identities=0.25",
         "model.input_size=48",
         "data.batch_size=8",
     ]
@@ -75,15 +75,15 @@ def _lfw(tmp_path: Path) -> list[str]:
     os.environ["LFW_DEV"] = str(tmp_path / "lfw")  # restored by the test
     return [
         "experiment=lfw",
-        "data.lfw_test_set=2",
-        "data.min_images_per_identity=2",
+        "data.source.test_set=2",
+        "data.source.min_images_per_identity=2",
         "model.input_size=48",
         "data.batch_size=8",
     ]
 
 
 def _lfw_per_seed(tmp_path: Path) -> list[str]:
-    return [*_lfw(tmp_path), "data.lfw_test_set=null", "seed=1"]
+    return [*_lfw(tmp_path), "data.source.test_set=null", "seed=1"]
 
 
 def _shards(tmp_path: Path, evaluation: list[str] = ()) -> list[str]:
@@ -93,8 +93,8 @@ def _shards(tmp_path: Path, evaluation: list[str] = ()) -> list[str]:
     convert_to_shards(SynthFaces(6, 5, image_size=32, seed=1), tmp_path / "s", samples_per_shard=7)
     return [
         "data=shards",
-        f"data.shards={tmp_path / 's'}",
-        "data.shuffle_buffer=6",
+        f"data.source.shards={tmp_path / 's'}",
+        "data.source.shuffle_buffer=6",
         "model.input_size=32",
         "data.batch_size=8",
         *evaluation,
@@ -105,13 +105,13 @@ def _shards_synth_eval(tmp_path: Path) -> list[str]:
     return _shards(
         tmp_path,
         [
-            "data.val_identities=3",
-            "data.test_identities=3",
-            "data.eval_images_per_identity=4",
-            "data.val_distractor_identities=2",
-            "data.test_distractor_identities=2",
-            "data.val_num_pairs=20",
-            "data.test_num_pairs=20",
+            "data.source.evaluation.val_identities=3",
+            "data.source.evaluation.test_identities=3",
+            "data.source.evaluation.eval_images_per_identity=4",
+            "data.source.evaluation.val_distractor_identities=2",
+            "data.source.evaluation.test_distractor_identities=2",
+            "data.source.evaluation.val_num_pairs=20",
+            "data.source.evaluation.test_num_pairs=20",
         ],
     )
 
@@ -120,7 +120,8 @@ def _shards_folder_eval(tmp_path: Path) -> list[str]:
     return _shards(
         tmp_path,
         [
-            f"data.root={ASSET_ATT}",
+            "data/source/evaluation=folder_halves",
+            f"data.source.evaluation.root={ASSET_ATT}",
         ],
     )
 
@@ -215,6 +216,30 @@ EXPECTED = {
 def test_the_data_matches_the_recorded_digest(name, tmp_path, monkeypatch):
     monkeypatch.setenv("LFW_DEV", str(tmp_path / "lfw"))  # the lfw cases set it, this restores
     assert case_digest(name, tmp_path) == EXPECTED[name]
+
+
+def _flat(tmp_path: Path, name: str) -> dict:
+    """Case ``name`` as the former flat arguments (an old checkpoint's hyperparameters, with
+    options of other kinds beside, as those held them)."""
+    loader = dict(seed=0, num_workers=0, pin_memory=False, persistent_workers=False)
+    unused = dict(num_train_identities=200, lfw_pairs=None, lfw_test_set=1, check_images=True)
+    if name == "folder":
+        args = dict(dataset="folder", root=str(ASSET_ATT), val_fraction_identities=0.25)
+        args.update(test_fraction_identities=0.25, image_size=48, batch_size=8, shards=None)
+    else:
+        _shards(tmp_path)
+        args = dict(dataset="shards", shards=str(tmp_path / "s"), shuffle_buffer=6)
+        args.update(root=str(ASSET_ATT), landmarks=None, image_size=32, batch_size=8)
+    return {**unused, **loader, **args}
+
+
+@pytest.mark.parametrize("name", ["folder", "shards_folder_eval"])
+def test_the_former_flat_arguments_give_the_recorded_data(name, tmp_path):
+    """What ``report --faces`` rebuilds from a checkpoint written before ``data.source``."""
+    from balanced_align.data import FaceDataModule
+
+    datamodule = FaceDataModule.from_hyperparameters(_flat(tmp_path, name))
+    assert datamodule_digest(datamodule) == EXPECTED[name]
 
 
 if __name__ == "__main__":

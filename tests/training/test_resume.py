@@ -161,7 +161,9 @@ def test_kill_and_resume_from_last_ckpt_ends_bit_identical(
 SHARDS_FAST = [
     o
     for o in FAST
-    if not o.startswith(("data.num_train_identities=", "data.train_images_per_identity="))
+    if not o.startswith(
+        ("data.source.num_train_identities=", "data.source.train_images_per_identity=")
+    )
 ]
 
 
@@ -180,8 +182,8 @@ def test_a_shards_run_killed_mid_epoch_resumes_bit_identical(tmp_path, tiny_shar
     batches, depends on the worker count, so both runs use the same one (2: persistent)."""
     data = [
         "data=shards",
-        f"data.shards={tiny_shards}",
-        "data.shuffle_buffer=6",
+        f"data.source.shards={tiny_shards}",
+        "data.source.shuffle_buffer=6",
         f"data.num_workers={workers}",
         f"data.persistent_workers={workers > 0}",
     ]
