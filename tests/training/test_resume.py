@@ -157,9 +157,10 @@ def test_kill_and_resume_from_last_ckpt_ends_bit_identical(
     )
 
 
-#: FAST for data=shards: the training set is the shards (no SynthFaces training-set keys)
+#: FAST for data=shards: the training set is the shards (no SynthFaces training-set keys);
+#: the SynthFaces evaluation keys are the shards' evaluation's
 SHARDS_FAST = [
-    o
+    o.replace("data.source.", "data.source.evaluation.")
     for o in FAST
     if not o.startswith(
         ("data.source.num_train_identities=", "data.source.train_images_per_identity=")
