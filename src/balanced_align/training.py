@@ -7,6 +7,7 @@ configs or plain values.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import logging
 import math
@@ -99,7 +100,21 @@ def _validate_trainer_and_data(cfg: DictConfig) -> None:
             f"data.on_bad_sample must be one of {list(BAD_SAMPLE_POLICIES)}, got {policy!r}"
         )
     if str(cfg.data.get("_target_", "")).endswith(".FaceDataModule"):
-        _validate_source_keys(cfg.data.get("source"), "data.source")
+        _validate_data_keys(cfg.data)
+
+
+def _validate_data_keys(data: DictConfig) -> None:
+    """The data module's keys are its loader options; a source's options live under
+    ``data.source`` (a flat ``+data.root=…`` fails here, naming today's key)."""
+    cls = get_class(data._target_)
+    options = set(inspect.signature(cls).parameters)
+    for name in data:
+        if not str(name).startswith("_") and name not in options:
+            raise ValueError(
+                f"data.{name}: not an option of {cls.__name__}; a source's options are under "
+                f"data.source (data.source.{name})"
+            )
+    _validate_source_keys(data.get("source"), "data.source")
 
 
 def _validate_source_keys(node, key: str) -> None:

@@ -107,6 +107,7 @@ def test_data_config_instantiates(tmp_path):
         # SynthFaces never reads files, so no data source would ever check the policy
         (["data.on_bad_sample=ignore"], r"data\.on_bad_sample must be one of \['raise', 'skip'\]"),
         # a misspelt source option added with + would only fail inside instantiate
+        (["+data.root=/x"], r"data\.root: not an option of FaceDataModule.*data\.source\.root"),
         (["+data.source.num_train_identites=8"], r"data\.source\.num_train_identites: not an "),
         (
             ["data=shards", "data.source.shards=s", "+data.source.evaluation.val_pairs=20"],
