@@ -6,6 +6,7 @@ back with Optuna and the runs with ``report``, and checks the two agree.
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 
@@ -146,3 +147,33 @@ def test_the_search_config_composes_with_a_resumable_sqlite_storage():
     for key in sweeper.params:
         group, _, name = key.partition(".")
         assert name in cfg[group], key
+
+
+def test_the_plugin_imports_no_project_code_and_only_hydra_at_start_up(repo_root):
+    """Hydra imports every module of ``hydra_plugins`` when it starts (private ``_*`` modules
+    only when used): the sweeper module must load without optuna, and no plugin module may
+    pull the project in (docs/design.md §6)."""
+    plugin = repo_root / "src" / "hydra_plugins" / "balanced_align_optuna"
+    for path in plugin.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module]
+            assert not [n for n in names if n.split(".")[0] == "balanced_align"], path.name
+    top_level = {
+        alias.name if isinstance(node, ast.Import) else node.module
+        for node in ast.parse((plugin / "resumable_sweeper.py").read_text()).body
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    assert {name.split(".")[0] for name in top_level} <= {
+        "__future__",
+        "logging",
+        "pathlib",
+        "typing",
+        "hydra",
+        "omegaconf",
+    }
