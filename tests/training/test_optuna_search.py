@@ -7,8 +7,6 @@ back with Optuna and the runs with ``report``, and checks the two agree.
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 
 import optuna
 import pytest
@@ -17,7 +15,7 @@ from optuna.trial import TrialState
 from balanced_align.report.cli import main as report_main
 from balanced_align.run_result import RunResult
 from hydra_plugins.balanced_align_optuna._study import INTERRUPTED, settle_study, sqlite_folder
-from tests.training_helpers import TINY, compose_train
+from tests.training_helpers import TINY, compose_train, multirun
 
 #: a tiny run with a learned warp (λ > 0 needs one), no test split, no figures
 FAST_STN = [*TINY, "align=stn_affine", "test=false", "figures=false"]
@@ -28,16 +26,14 @@ def _study(path, name="lambda"):
 
 
 def _search(repo_root, cwd, sweep_dir, n_trials):
-    command = [
-        sys.executable,
-        str(repo_root / "train.py"),
-        "-m",
+    done = multirun(
+        repo_root,
+        cwd,
         "hparams_search=lambda_optuna",
         *FAST_STN,
         f"hydra.sweeper.n_trials={n_trials}",
         f"hydra.sweep.dir={sweep_dir}",
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=900)
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout + done.stderr
 

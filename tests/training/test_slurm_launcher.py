@@ -3,9 +3,6 @@ trainer's, as Lightning's SLURM environment expects; submitit's local executor r
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
@@ -13,7 +10,7 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import open_dict
 
 from balanced_align.run_result import RunResult
-from tests.training_helpers import TINY, compose_train
+from tests.training_helpers import TINY, compose_train, multirun
 
 SLURM = ["hydra/launcher=slurm", "trainer=slurm"]
 
@@ -90,10 +87,9 @@ def test_lightning_takes_its_ranks_from_the_tasks_the_launcher_requests(
 @pytest.mark.slow
 def test_submitit_local_executor_runs_a_tiny_job(tmp_path, repo_root):
     sweep = tmp_path / "sweep"
-    command = [
-        sys.executable,
-        str(repo_root / "train.py"),
-        "-m",
+    done = multirun(
+        repo_root,
+        tmp_path,
         "hydra/launcher=submitit_local",
         "hydra.launcher.timeout_min=10",
         *TINY,
@@ -102,8 +98,8 @@ def test_submitit_local_executor_runs_a_tiny_job(tmp_path, repo_root):
         "test=false",
         "figures=false",
         f"hydra.sweep.dir={sweep}",
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = RunResult.from_json(sweep / "0" / "results.json")
     assert {"rank1", "verif_acc"} <= set(result.val)
