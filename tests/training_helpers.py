@@ -1,5 +1,7 @@
 """Hydra composition helpers and tiny settings for end-to-end runs."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -53,3 +55,10 @@ def compose_train(overrides=(), output_dir: Path | None = None, with_hydra: bool
         with open_dict(cfg):
             cfg.paths.output_dir = str(output_dir)
     return cfg
+
+
+def multirun(repo_root: Path, cwd: Path, *overrides: str, timeout: int = 900):
+    """``python train.py -m <overrides>`` in a subprocess (as a user runs it), from ``cwd``;
+    the completed process, its output captured as text."""
+    command = [sys.executable, str(repo_root / "train.py"), "-m", *overrides]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=timeout)
