@@ -7,7 +7,8 @@ evaluates each of them as ``eval.py benchmark=bin`` does (docs/design.md §5.2):
 unit embeddings, squared distances, ``n_folds`` contiguous folds with the threshold chosen on
 the other folds. It logs ``<prefix>/<file stem>/acc`` (mean held-out accuracy) and
 ``<prefix>/<file stem>/best`` (the best so far, kept in checkpoints), ``prefix`` =
-``val_bin`` by default.
+``val_bin`` by default, to the trainer's loggers at that step and to
+``trainer.callback_metrics`` (so a ``ModelCheckpoint`` can monitor them).
 
 Under DDP each rank embeds one contiguous shard of the images
 (:mod:`balanced_align.evaluation.sharding`); the shards are all-gathered, so every rank
@@ -16,7 +17,6 @@ scores the whole set and logs the same numbers.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,8 +30,6 @@ from balanced_align.data.formats import BinPairs, read_bin
 from balanced_align.evaluation.benchmarks import EmbedOptions, embed_batches
 from balanced_align.evaluation.sharding import max_shard, pad_rows, shard_range, unshard
 from balanced_align.evaluation.verification import verification_accuracy
-
-log = logging.getLogger(__name__)
 
 
 class BinVerification(Callback):
@@ -71,6 +69,7 @@ class BinVerification(Callback):
         self.prefix = prefix
         self.sets: dict[str, BinPairs] = {}
         self.best: dict[str, float] = {}
+        self._last_step: int | None = None
 
     # -- state ----------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -94,21 +93,21 @@ class BinVerification(Callback):
         step = trainer.global_step
         if step == 0 or step % self.every_n_steps or trainer.sanity_checking:
             return
-        if getattr(self, "_last_step", None) == step:  # gradient accumulation: once per step
+        if self._last_step == step:  # gradient accumulation: once per step
             return
         self._last_step = step
+        metrics = {}
         for name, acc in self.evaluate(trainer, pl_module).items():
             self.best[name] = max(self.best.get(name, -math.inf), acc)
-            for key, value in (("acc", acc), ("best", self.best[name])):
-                pl_module.log(
-                    f"{self.prefix}/{name}/{key}",
-                    value,
-                    on_step=True,
-                    on_epoch=False,
-                    batch_size=1,
-                    sync_dist=False,  # every rank scored the gathered set
-                    rank_zero_only=False,
-                )
+            metrics[f"{self.prefix}/{name}/acc"] = acc
+            metrics[f"{self.prefix}/{name}/best"] = self.best[name]
+        # every rank scored the gathered set: the same numbers everywhere, no reduction.
+        # Sent to the loggers now (Lightning's own step logging only flushes every
+        # log_every_n_steps) and kept in callback_metrics for monitors (ModelCheckpoint).
+        for key, value in metrics.items():
+            trainer.callback_metrics[key] = torch.tensor(value)
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=step)
 
     # -- evaluation -----------------------------------------------------------------------
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
