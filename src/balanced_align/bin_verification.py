@@ -11,8 +11,9 @@ the other folds. It logs ``<prefix>/<file stem>/acc`` (mean held-out accuracy) a
 ``trainer.callback_metrics`` (so a ``ModelCheckpoint`` can monitor them).
 
 Under DDP each rank embeds one contiguous shard of the images
-(:mod:`balanced_align.evaluation.sharding`); the shards are all-gathered, so every rank
-scores the whole set and logs the same numbers.
+(:mod:`balanced_align.evaluation.sharding`) with rank 0's buffers (BatchNorm statistics,
+broadcast first: each rank's last batch moved its own); the shards are all-gathered, so every
+rank scores the whole set with the weights a checkpoint would hold, and logs the same numbers.
 """
 
 from __future__ import annotations
@@ -30,6 +31,15 @@ from balanced_align.data.formats import BinPairs, read_bin
 from balanced_align.evaluation.benchmarks import EmbedOptions, embed_batches
 from balanced_align.evaluation.sharding import max_shard, pad_rows, shard_range, unshard
 from balanced_align.evaluation.verification import verification_accuracy
+
+
+def sync_buffers(module: torch.nn.Module, world: int) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics): each rank updated
+    them with its own last batch, and DDP only broadcasts them at the next forward. Rank 0's
+    are the ones a checkpoint saves."""
+    if world > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        for buffer in module.buffers():
+            torch.distributed.broadcast(buffer.data, src=0)
 
 
 class BinVerification(Callback):
@@ -114,6 +124,7 @@ class BinVerification(Callback):
         """{set name: mean held-out accuracy} of the current model (eval mode, restored)."""
         training = pl_module.training
         pl_module.eval()
+        sync_buffers(pl_module, trainer.world_size)
         try:
             out = {}
             for name, data in self.sets.items():

@@ -127,3 +127,62 @@ def test_bad_paths_and_landmark_models_are_refused(tmp_path):
     )
     with pytest.raises(ValueError, match="landmarks"):
         callback.setup(None, landmark, "fit")
+
+
+class SavingVerification(BinVerification):
+    """Also saves each rank's gathered embeddings (to compare them after a spawned run)."""
+
+    def __init__(self, *args, out_dir: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.out_dir = out_dir
+
+    def embeddings(self, trainer, pl_module, images):
+        emb = super().embeddings(trainer, pl_module, images)
+        torch.save(emb.cpu(), f"{self.out_dir}/rank{trainer.global_rank}.pt")
+        return emb
+
+
+@pytest.mark.slow
+def test_ddp_spawn_ranks_gather_the_whole_set(tmp_path):
+    """2 gloo ranks: each embeds half, both end with every embedding, in file order, equal to
+    one process embedding the whole set with the final weights."""
+    import lightning as L
+    from hydra.utils import instantiate
+
+    (path, _) = write_bins(tmp_path, size=32)
+    cfg = compose_train(TINY, output_dir=tmp_path)
+    datamodule = instantiate(cfg.data)
+    torch.manual_seed(0)
+    module = BalancedAlignModule(
+        num_classes=8,
+        model={**SMALL, "input_size": 48},
+        align={"method": "none"},
+        loss={"lambda": 0.0},
+        optim={"batch_size": 8},
+    )
+    callback = SavingVerification(
+        [path], every_n_steps=2, batch_size=5, n_folds=3, out_dir=str(tmp_path)
+    )
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        max_steps=2,
+        limit_val_batches=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        callbacks=[callback],
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    module.eval()  # ddp_spawn copied rank 0's final weights back
+    images = read_bin(path).images
+    single = callback.embeddings(FakeTrainer(1, 0), module, images)
+    for rank in (0, 1):
+        gathered = torch.load(tmp_path / f"rank{rank}.pt")
+        torch.testing.assert_close(gathered, single, atol=1e-5, rtol=0)
+    callback.setup(None, module, "fit")
+    expected = callback.evaluate(FakeTrainer(1, 0), module)["tiny_a"]
+    assert float(trainer.callback_metrics["val_bin/tiny_a/acc"]) == pytest.approx(expected)
