@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from balanced_align.data.formats.lists import _lines
 from balanced_align.data.sources import from_corner, to_corner
 
 META = "meta"
@@ -71,23 +72,11 @@ class IJBSet:
 
 
 def _rows(path: Path, what: str, fields: int) -> list[tuple[int, list[str]]]:
-    where = f"IJB {what} {str(path)!r}"
-    if not path.is_file():
-        raise FileNotFoundError(f"{where} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (UnicodeDecodeError, OSError) as error:
-        raise ValueError(f"{where}: not a readable text file ({error})") from None
-    rows = []
-    for number, line in enumerate(text.splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
+    where, lines = _lines(path, f"IJB {what}")
+    rows = [(number, line.split()) for number, line in lines]
+    for number, parts in rows:
         if len(parts) != fields:
             raise ValueError(f"{where} line {number}: expected {fields} fields, got {len(parts)}")
-        rows.append((number, parts))
-    if not rows:
-        raise ValueError(f"{where}: no rows")
     return rows
 
 
