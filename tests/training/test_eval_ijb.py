@@ -13,12 +13,12 @@ from tests.evaluation.test_ijb import align_to, write_ijb_fixture
 from tests.training.test_eval_entry import SMALL, compose_eval
 
 
-def _checkpoint(tmp_path, method: str = "none"):
+def _checkpoint(tmp_path, method: str = "none", **landmarks):
     torch.manual_seed(0)
     model = BalancedAlignModule(
-        num_classes=3, model=SMALL, align={"method": method}, loss={"lambda": 0.0}
+        num_classes=3, model=SMALL, align={"method": method}, loss={"lambda": 0.0}, **landmarks
     )
-    path = tmp_path / f"{method}.ckpt"
+    path = tmp_path / f"{method}{landmarks.get('num_landmarks', '')}.ckpt"
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)
     return path
 
@@ -52,3 +52,15 @@ def test_eval_ijbc_errors_name_the_key(tmp_path):
     )
     with pytest.raises(FileNotFoundError, match=r"loose_crop"):
         run(cfg)
+
+
+def test_landmark_aligned_checkpoints_get_the_five_points(tmp_path):
+    root = tmp_path / "IJBC"
+    write_ijb_fixture(root, image_size=40)
+    five = _checkpoint(tmp_path, "affine2d", num_landmarks=5, schema="five")
+    overrides = ["benchmark=ijbc", f"benchmark.ijbc.root={root}", "num_workers=0"]
+    results = run(compose_eval([f"ckpt_path={five}", *overrides], tmp_path / "five"))
+    assert np.isfinite(results["benchmarks"]["ijbc"]["roc_auc"])
+    lmk84 = _checkpoint(tmp_path, "affine2d")
+    with pytest.raises(ValueError, match=r"benchmark\.ijbc: IJB provides five points.*84"):
+        run(compose_eval([f"ckpt_path={lmk84}", *overrides], tmp_path / "84"))
