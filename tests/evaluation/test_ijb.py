@@ -202,3 +202,8 @@ def test_bad_files_name_the_file_and_line(ijb_root, tmp_path):
     faces.write_text(faces.read_text() + "x.jpg 1\n")
     with pytest.raises(ValueError, match=r"face_tid_mid\.txt.* line \d+: expected 3 fields"):
         read_ijb(tmp_path, "ijbb")
+    write_ijb(tmp_path, "ijbb", rows, points, pairs)
+    lines = faces.read_text().splitlines()
+    faces.write_text("\n".join([*lines[:2], f"{rows[2][0]} ten 1", *lines[3:]]) + "\n")
+    with pytest.raises(ValueError, match=r"face_tid_mid\.txt.* line 3: not a number"):
+        read_ijb(tmp_path, "ijbb")
