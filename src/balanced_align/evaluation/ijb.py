@@ -73,12 +73,12 @@ class MediaPooling:
         """``(template ids (T,) sorted, features (T, D) float32 unit rows)``."""
         if self.sums is None or (self.counts == 0).any():
             raise ValueError("MediaPooling: some media groups received no face")
-        media = self.sums.numpy() / self.counts[:, None]
+        media = self.sums / torch.from_numpy(self.counts)[:, None]
         ids, template_index = np.unique(self.template_of_group, return_inverse=True)
-        features = np.zeros((len(ids), media.shape[1]))
-        np.add.at(features, template_index.reshape(-1), media)
-        norms = np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-        return ids, (features / norms).astype(np.float32)
+        features = torch.zeros((len(ids), media.shape[1]), dtype=torch.float64)
+        features.index_add_(0, torch.from_numpy(template_index.reshape(-1)), media)
+        features = torch.nn.functional.normalize(features, dim=1, eps=1e-12)
+        return ids, features.numpy().astype(np.float32)
 
 
 def pair_scores(
@@ -92,7 +92,7 @@ def pair_scores(
     scores = np.empty(len(pairs), np.float32)
     for start in range(0, len(pairs), chunk_size):
         a, b = index[start : start + chunk_size].T
-        scores[start : start + chunk_size] = (features[a] * features[b]).sum(1)
+        scores[start : start + chunk_size] = np.einsum("ij,ij->i", features[a], features[b])
     return scores
 
 
