@@ -54,6 +54,8 @@ ALLOWED: dict[str, set[str]] = {
     "module": _BELOW_MODULE | {"data_hook"},
     "data_hook": _BELOW_MODULE,
     "callbacks": _BELOW_MODULE,
+    # verification on .bin sets during training (Lightning wiring of evaluation)
+    "bin_verification": _BELOW_MODULE,
     **{job: _BELOW_MODULE | {"module", "data_hook", "callbacks", ROOT} | JOBS for job in JOBS},
 }
 
