@@ -45,6 +45,27 @@ def normalized_cosine(embeddings: Tensor, weight: Tensor) -> Tensor:
     return cos.clamp(-1.0, 1.0)
 
 
+def cosine_margin(cos: Tensor, labels: Tensor, m: float) -> Tensor:
+    """cosθ (B, C) with m subtracted at each row's target ``labels`` (B,): AM-Softmax/CosFace."""
+    # scatter keeps the other logits bit-identical to cosθ
+    return cos.scatter_add(1, labels[:, None], cos.new_full((cos.shape[0], 1), -m))
+
+
+def angular_margin(cos: Tensor, labels: Tensor, m: float, easy_margin: bool = False) -> Tensor:
+    """cosθ (B, C) with the target ``labels`` (B,) entries replaced by cos(θ_y + m) (ArcFace,
+    with the fallbacks of :class:`ArcFace`)."""
+    target = cos.gather(1, labels[:, None])
+    # clamp: d sqrt/dx is infinite at 0 (|cosθ| = 1)
+    sin = (1.0 - target * target).clamp_min(1e-12).sqrt()
+    phi = target * math.cos(m) - sin * math.sin(m)
+    if easy_margin:
+        phi = torch.where(target > 0, phi, target)
+    else:
+        threshold = math.cos(math.pi - m)
+        phi = torch.where(target > threshold, phi, target - m * math.sin(m))
+    return cos.scatter(1, labels[:, None], phi)
+
+
 class _CosineHead(nn.Module):
     def __init__(self, in_features: int, num_classes: int, s: float) -> None:
         super().__init__()
@@ -90,8 +111,7 @@ class AMSoftmax(_CosineHead):
         self.m = float(m)
 
     def _margin(self, cos: Tensor, labels: Tensor) -> Tensor:
-        # scatter keeps the other logits bit-identical to s·cosθ
-        return cos.scatter_add(1, labels[:, None], cos.new_full((cos.shape[0], 1), -self.m))
+        return cosine_margin(cos, labels, self.m)
 
     def _hyper(self) -> dict:
         return {"s": self.s, "m": self.m}
@@ -127,16 +147,7 @@ class ArcFace(_CosineHead):
         self.easy_margin = bool(easy_margin)
 
     def _margin(self, cos: Tensor, labels: Tensor) -> Tensor:
-        target = cos.gather(1, labels[:, None])
-        # clamp: d sqrt/dx is infinite at 0 (|cosθ| = 1)
-        sin = (1.0 - target * target).clamp_min(1e-12).sqrt()
-        phi = target * math.cos(self.m) - sin * math.sin(self.m)
-        if self.easy_margin:
-            phi = torch.where(target > 0, phi, target)
-        else:
-            threshold = math.cos(math.pi - self.m)
-            phi = torch.where(target > threshold, phi, target - self.m * math.sin(self.m))
-        return cos.scatter(1, labels[:, None], phi)
+        return angular_margin(cos, labels, self.m, self.easy_margin)
 
     def _hyper(self) -> dict:
         return {"s": self.s, "m": self.m, "easy_margin": self.easy_margin}
@@ -187,6 +198,8 @@ __all__ = [
     "ArcFace",
     "CosFace",
     "SoftmaxHead",
+    "angular_margin",
     "build_head",
+    "cosine_margin",
     "normalized_cosine",
 ]
