@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -77,7 +78,7 @@ def test_shards_cover_the_classes_and_reshard():
     for classes, world in ((7, 2), (10, 4), (9, 1), (5, 5)):
         bounds = [shard_bounds(classes, r, world) for r in range(world)]
         assert bounds[0][0] == 0 and bounds[-1][1] == classes
-        assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
         sizes = [b - a for a, b in bounds]
         assert max(sizes) - min(sizes) <= 1
     with pytest.raises(ValueError, match="num_classes=3"):

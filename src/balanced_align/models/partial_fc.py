@@ -38,10 +38,10 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from balanced_align.models.heads import angular_margin, cosine_margin, normalized_cosine
+from balanced_align.models.margins import angular_margin, cosine_margin, normalized_cosine
 
 #: margin name -> default m (AM-Softmax as in the paper, CosFace, ArcFace)
-MARGINS = {"am": 0.35, "cos": 0.4, "arc": 0.5}
+PARTIAL_FC_MARGINS = {"am": 0.35, "cos": 0.4, "arc": 0.5}
 
 
 def shard_bounds(num_classes: int, rank: int, world: int) -> tuple[int, int]:
@@ -133,7 +133,7 @@ class PartialFC(nn.Module):
     Args:
         in_features: D. num_classes: C.
         margin: "am" | "cos" (s·(cosθ − m) at the target) | "arc" (s·cos(θ + m)).
-        s, m: scale and margin (m defaults to :data:`MARGINS`).
+        s, m: scale and margin (m defaults to :data:`PARTIAL_FC_MARGINS`).
         sample_rate: fraction of each shard's centres used per step, in (0, 1].
 
     ``forward(embeddings (b, D), labels (b,))`` -> :class:`PartialFCOutput`; in a process
@@ -150,8 +150,8 @@ class PartialFC(nn.Module):
         sample_rate: float = 1.0,
     ) -> None:
         super().__init__()
-        if margin not in MARGINS:
-            raise ValueError(f"margin must be one of {sorted(MARGINS)}, got {margin!r}")
+        if margin not in PARTIAL_FC_MARGINS:
+            raise ValueError(f"margin must be one of {sorted(PARTIAL_FC_MARGINS)}, got {margin!r}")
         if not 0.0 < sample_rate <= 1.0:
             raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate}")
         if not s > 0:
@@ -162,7 +162,7 @@ class PartialFC(nn.Module):
             )
         self.in_features, self.num_classes = int(in_features), int(num_classes)
         self.margin, self.s = margin, float(s)
-        self.m = float(MARGINS[margin] if m is None else m)
+        self.m = float(PARTIAL_FC_MARGINS[margin] if m is None else m)
         self.sample_rate = float(sample_rate)
         self.rank, self.world = 0, 1
         self.weight = nn.Parameter(torch.empty(num_classes, in_features))
@@ -297,7 +297,7 @@ class PartialFC(nn.Module):
 
 
 __all__ = [
-    "MARGINS",
+    "PARTIAL_FC_MARGINS",
     "PartialFC",
     "PartialFCOutput",
     "reshard",
