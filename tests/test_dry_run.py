@@ -51,10 +51,11 @@ def iresnet_parameters() -> int:
 def test_saved_tensors_of_a_linear_relu_are_counted_per_image():
     net = nn.Sequential(nn.Linear(5, 7), nn.ReLU())
     x = torch.randn(3, 5)
-    per_item, other = saved_tensor_bytes(lambda: net(x), batch=3)
-    # Linear keeps its input (3 × 5), ReLU its output (3 × 7), float32; the weight is "other"
+    per_item, _ = saved_tensor_bytes(lambda: net(x), batch=3)
+    # Linear keeps its input (3 × 5), ReLU its output (3 × 7), float32
     assert per_item == 4 * 3 * (5 + 7)
-    assert other == 4 * 7 * 5
+    twice, _ = saved_tensor_bytes(lambda: net(torch.randn(6, 5)), batch=6)
+    assert twice == 2 * per_item
 
 
 def test_parameter_and_head_bytes_follow_the_closed_form():
