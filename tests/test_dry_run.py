@@ -69,7 +69,10 @@ def test_parameter_and_head_bytes_follow_the_closed_form():
     assert result.head_rows == 3 and result.scored_centres == 2  # ⌈10/4⌉, ⌈0.5·3⌉
     assert result.head_bytes == 3 * DIM * 4 * 3
     assert result.logit_rows_per_image == 4  # the gathered batch
-    assert result.fixed_bytes == result.weights_bytes + result.head_bytes + RESERVED
+    assert result.centre_copies_bytes == 2 * 2 * DIM * 4
+    assert result.fixed_bytes == (
+        result.weights_bytes + result.head_bytes + result.centre_copies_bytes + RESERVED
+    )
     per_image = result.activations_per_image + result.logit_bytes * 2 * 4
     assert result.total(32) == pytest.approx(result.fixed_bytes + 32 * per_image)
     assert result.largest_batch(24 * GIB) == math.floor((24 * GIB - result.fixed_bytes) / per_image)

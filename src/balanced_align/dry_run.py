@@ -12,7 +12,8 @@ Built and measured on the CPU, with no data (docs/paper_scale.md has the tables)
 - **per GPU**, at b images per card:
 
       fixed     = 4 P (fp32 weights) + 4 P (grads) + 4 P (momentum) + 2 P (AMP weight copies)
-                  + 12 C_r D (head centres, grads, momentum) + RESERVED (context, workspaces)
+                  + 12 C_r D (head centres, grads, momentum) + 8 S_r D (the scored centres,
+                  gathered and normalised, kept for backward) + RESERVED (context, workspaces)
       per image = activations + logit_bytes · S_r · R
       total     = fixed + b · per image
 
@@ -137,8 +138,13 @@ class MemoryEstimate:
         return self.head_rows * self.embedding_dim * 4 * (2 + self.momentum)
 
     @property
+    def centre_copies_bytes(self) -> int:
+        """The scored centres, gathered and L2-normalised, kept for backward (2 copies)."""
+        return 2 * self.scored_centres * self.embedding_dim * 4
+
+    @property
     def fixed_bytes(self) -> int:
-        return self.weights_bytes + self.head_bytes + RESERVED
+        return self.weights_bytes + self.head_bytes + self.centre_copies_bytes + RESERVED
 
     @property
     def logits_per_image(self) -> float:
@@ -213,6 +219,7 @@ def report(estimate: MemoryEstimate, num_classes: int, cards: int) -> str:
         f"| logits per image | {estimate.logits_per_image / mib:.1f} MiB |",
         f"| weights + grads + momentum (+ AMP copies) | {gib(estimate.weights_bytes)} |",
         f"| head shard (centres + grads + momentum) | {gib(estimate.head_bytes)} |",
+        f"| scored centres kept for backward | {gib(estimate.centre_copies_bytes)} |",
         f"| reserved (context, workspaces) | {gib(RESERVED)} |",
         f"| **per card at {batch} images ({batch * cards} over {cards})** | "
         f"**{gib(estimate.total(batch))}** |",

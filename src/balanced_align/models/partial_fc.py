@@ -163,6 +163,9 @@ class PartialFC(nn.Module):
         self.in_features, self.num_classes = int(in_features), int(num_classes)
         self.margin, self.s = margin, float(s)
         self.m = float(PARTIAL_FC_MARGINS[margin] if m is None else m)
+        limit = math.pi / 2 if margin == "arc" else 2.0
+        if not 0.0 <= self.m < limit:
+            raise ValueError(f"margin m must be in [0, {limit:.4g}) for {margin!r}, got {self.m}")
         self.sample_rate = float(sample_rate)
         self.rank, self.world = 0, 1
         self.weight = nn.Parameter(torch.empty(num_classes, in_features))
