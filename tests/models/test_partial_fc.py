@@ -59,6 +59,12 @@ def test_one_process_equals_the_full_head(margin):
     assert float(out.accuracy) == pytest.approx(float(accuracy))
 
 
+def test_labels_outside_the_classes_are_refused():
+    head = PartialFC(DIM, CLASSES)
+    with pytest.raises(ValueError, match=r"labels must be class indices in \[0, 7\), got 0\.\.7"):
+        head(torch.randn(2, DIM), torch.tensor([0, CLASSES]))
+
+
 @pytest.mark.parametrize("rate", [0.1, 0.3, 0.5, 0.99])
 def test_sampling_keeps_every_positive(rate):
     gen = torch.Generator().manual_seed(int(rate * 100))

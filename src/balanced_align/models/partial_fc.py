@@ -226,9 +226,9 @@ class PartialFC(nn.Module):
         return torch.cat([p[:n] for p, n in zip(parts, sizes)])
 
     # -- forward -------------------------------------------------------------------------
-    def _gather(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, int]:
-        """(B, D) embeddings and (B,) labels of every rank (padded rows labelled −1), and
-        the offset of this rank's rows."""
+    def _gather(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, D) embeddings and (B,) labels of every rank, in rank order (each rank's rows
+        padded to the largest count, the padding labelled −1)."""
         size = torch.tensor([embeddings.shape[0]], device=embeddings.device)
         sizes = [torch.zeros_like(size) for _ in range(self.world)]
         dist.all_gather(sizes, size)
@@ -239,7 +239,7 @@ class PartialFC(nn.Module):
         rows = _quiet(_autograd_collectives().all_gather, embeddings)
         gathered_labels = [torch.empty_like(labels) for _ in range(self.world)]
         dist.all_gather(gathered_labels, labels)
-        return torch.cat(rows), torch.cat(gathered_labels), self.rank * max(sizes)
+        return torch.cat(rows), torch.cat(gathered_labels)
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> PartialFCOutput:
         if embeddings.dim() != 2 or embeddings.shape[1] != self.in_features:
@@ -251,8 +251,13 @@ class PartialFC(nn.Module):
                 f"labels must have shape ({embeddings.shape[0]},), got {tuple(labels.shape)}"
             )
         labels = labels.long()
+        if labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < self.num_classes:
+            raise ValueError(
+                f"labels must be class indices in [0, {self.num_classes}), got "
+                f"{int(labels.min())}..{int(labels.max())}"
+            )
         if self.sharded:
-            embeddings, labels, _ = self._gather(embeddings, labels)
+            embeddings, labels = self._gather(embeddings, labels)
         valid = labels >= 0
         start, stop = self.bounds
         inside = valid & (labels >= start) & (labels < stop)
