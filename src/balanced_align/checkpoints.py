@@ -61,13 +61,17 @@ def module_from_checkpoint(checkpoint: Mapping, path: str | Path) -> BalancedAli
     errors), in eval mode.
 
     Built from the ``hyper_parameters``; the ``state_dict`` is loaded strictly. A T_fix†
-    template file named in the hyperparameters is not read: the template is in the state.
+    template file or ``model.pretrained`` weights named in the hyperparameters are not read:
+    the state holds them.
     """
     hparams = dict(checkpoint["hyper_parameters"])
     loss = dict(hparams.get("loss") or {})
     if loss.get("template_checkpoint"):  # the frozen template comes with the state dict
         loss.update(template_checkpoint=None, learn_template=False)
         hparams["loss"] = loss
+    model_group = dict(hparams.get("model") or {})
+    if model_group.get("pretrained"):  # the published weights were the start; the state has all
+        hparams["model"] = {**model_group, "pretrained": None}
     try:
         model = BalancedAlignModule(**hparams)
     except (TypeError, ValueError) as error:

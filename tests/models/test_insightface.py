@@ -102,3 +102,10 @@ def test_the_module_loads_model_pretrained(tmp_path):
     ).eval()
     images = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(module(images), source(images), rtol=0, atol=0)
+    # its checkpoint rebuilds without the weights file (the state holds them)
+    from balanced_align.checkpoints import module_from_checkpoint
+
+    (tmp_path / "backbone.pth").unlink()
+    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
+    rebuilt = module_from_checkpoint(checkpoint, tmp_path / "run.ckpt")
+    torch.testing.assert_close(rebuilt(images), source(images), rtol=0, atol=0)
