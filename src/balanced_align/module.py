@@ -381,11 +381,9 @@ class BalancedAlignModule(L.LightningModule):
     def _head_optimizer_slot(self) -> int | None:
         """Index of ``head.weight`` in the optimizer's state dict (None without one)."""
         optimizers = self.trainer.optimizers if self._trainer is not None else []
-        params = (
-            [p for group in optimizers[0].param_groups for p in group["params"]]
-            if (optimizers)
-            else []
-        )
+        if not optimizers:
+            return None
+        params = [p for group in optimizers[0].param_groups for p in group["params"]]
         return next((i for i, p in enumerate(params) if p is self.head.weight), None)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -401,8 +399,8 @@ class BalancedAlignModule(L.LightningModule):
         full_momentum = None if momentum is None else self.head.gather_full(momentum)
         if full is not None:  # rank 0, the one that writes
             checkpoint["state_dict"]["head.weight"] = full
-            if full_momentum is not None:
-                state["momentum_buffer"] = full_momentum
+            if full_momentum is not None:  # a new dict: `state` is the optimizer's own
+                states[0]["state"][slot] = {**state, "momentum_buffer": full_momentum}
         checkpoint["partial_fc_slot"] = slot
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -414,7 +412,8 @@ class BalancedAlignModule(L.LightningModule):
         slot, states = checkpoint.get("partial_fc_slot"), checkpoint.get("optimizer_states")
         state = states[0]["state"].get(slot, {}) if states and slot is not None else {}
         if state.get("momentum_buffer") is not None:
-            state["momentum_buffer"] = self.head.local_rows(state["momentum_buffer"])
+            rows = self.head.local_rows(state["momentum_buffer"])
+            states[0]["state"][slot] = {**state, "momentum_buffer": rows}
 
     def on_train_end(self) -> None:
         """Rank 0 holds the full centres again (``ddp_spawn`` copies its state back)."""

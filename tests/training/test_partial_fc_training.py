@@ -97,7 +97,7 @@ def test_ddp_spawn_trains_and_saves_the_full_centres(tmp_path):
         accelerator="cpu",
         devices=2,
         strategy="ddp_spawn",
-        max_steps=2,
+        max_steps=4,  # 2 epochs of 2 steps: the second trains on after a save
         limit_val_batches=0,
         logger=False,
         default_root_dir=tmp_path,
