@@ -415,6 +415,25 @@ class BalancedAlignModule(L.LightningModule):
             rows = self.head.local_rows(state["momentum_buffer"])
             states[0]["state"][slot] = {**state, "momentum_buffer": rows}
 
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ) -> None:
+        """With Partial FC, ``trainer.gradient_clip_val`` clips the replicated parameters
+        only: a norm over each rank's own centres would differ between ranks and let the
+        replicas drift apart. The centres are not clipped."""
+        if not self.partial_fc or gradient_clip_val is None:
+            super().configure_gradient_clipping(
+                optimizer, gradient_clip_val, gradient_clip_algorithm
+            )
+            return
+        params = [
+            p for n, p in self.named_parameters() if n != "head.weight" and p.grad is not None
+        ]
+        if gradient_clip_algorithm == "value":
+            torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+        else:
+            torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+
     def on_train_end(self) -> None:
         """Rank 0 holds the full centres again (``ddp_spawn`` copies its state back)."""
         if self.partial_fc and self.head.sharded:

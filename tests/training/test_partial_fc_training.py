@@ -55,6 +55,18 @@ def test_partial_fc_heads_build_with_their_margins():
         assert module._ddp_params_and_buffers_to_ignore == ["head.weight"]
 
 
+def test_gradient_clipping_leaves_the_centres_alone():
+    module = _module()
+    for param in module.parameters():
+        param.grad = torch.ones_like(param)
+    module.configure_gradient_clipping(None, gradient_clip_val=1.0, gradient_clip_algorithm="norm")
+    rest = [p.grad for n, p in module.named_parameters() if n != "head.weight"]
+    assert float(torch.linalg.vector_norm(torch.cat([g.flatten() for g in rest]))) == (
+        pytest.approx(1.0, rel=1e-4)
+    )
+    assert bool((module.head.weight.grad == 1).all())
+
+
 def test_a_full_checkpoint_loads_sharded_at_another_world_size():
     source = _module()
     full = source.head.weight.detach().clone()
