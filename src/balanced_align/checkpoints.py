@@ -16,13 +16,6 @@ from pathlib import Path
 from balanced_align.models.safe_load import UnsafeCheckpointError, load_weights_only
 from balanced_align.module import BalancedAlignModule
 
-__all__ = [
-    "UnsafeCheckpointError",
-    "load_checkpoint",
-    "module_from_checkpoint",
-    "read_checkpoint",
-]
-
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> BalancedAlignModule:
     """Rebuild the :class:`BalancedAlignModule` of a Lightning checkpoint, in eval mode.
@@ -85,3 +78,11 @@ def module_from_checkpoint(checkpoint: Mapping, path: str | Path) -> BalancedAli
     if model.landmark_aligned:  # rebuild the aligner's spline from the loaded template
         model.set_template(model.template.detach().clone())
     return model.eval()
+
+
+__all__ = [
+    "UnsafeCheckpointError",
+    "load_checkpoint",
+    "module_from_checkpoint",
+    "read_checkpoint",
+]
