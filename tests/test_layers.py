@@ -37,6 +37,7 @@ JOBS = {
     "compare",
     "inference",
     "checkpoints",
+    "dry_run",
 }
 
 #: unit -> the units it may import (besides itself and :data:`UTILITIES`)

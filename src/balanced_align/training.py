@@ -256,7 +256,10 @@ def run(cfg: DictConfig) -> float | None:
 
 def _run(cfg: DictConfig) -> float | None:
     start = time.perf_counter()
-    validate(cfg)
+    config = validate(cfg)
+    if cfg.get("dry_run"):  # build and measure on the CPU, no data, no training
+        _dry_run(cfg, config)
+        return None
     # Denormal floats (tiny gradients late in backward) slow CPU kernels by up to 10×.
     torch.set_flush_denormal(True)
     L.seed_everything(cfg.seed, workers=True)
@@ -349,6 +352,26 @@ def _run(cfg: DictConfig) -> float | None:
     _finish_wandb(loggers, val_metrics, test_metrics)
 
     return _optimized_metric(cfg, val_metrics, test_metrics)
+
+
+def _dry_run(cfg: DictConfig, config: ModuleConfig) -> None:
+    """``+dry_run=true``: the memory table per card (balanced_align.dry_run); raises
+    DoesNotFitError when the paper's batch would not fit its 11 GB cards."""
+    from balanced_align.dry_run import dry_run
+
+    paper = cfg.get("paper") or {}
+    num_classes = cfg.data.get("num_classes", paper.get("num_classes"))
+    if num_classes is None:
+        raise ValueError(
+            "+dry_run=true needs the number of identities: set paper.num_classes (the "
+            "experiments paper_* do) or data.num_classes"
+        )
+    devices, nodes = cfg.trainer.get("devices", 1), cfg.trainer.get("num_nodes", 1)
+    if not isinstance(devices, int):
+        raise ValueError(f"+dry_run=true needs trainer.devices as a number, got {devices!r}")
+    precision = str(cfg.trainer.get("precision", "32"))
+    amp = precision in ("16-mixed", "bf16-mixed", "16", "bf16")
+    dry_run(config, int(num_classes), devices * nodes, amp, where=f"experiment {cfg.task_name}")
 
 
 def _optimized_metric(cfg: DictConfig, val_metrics: dict, test_metrics: dict) -> float | None:
