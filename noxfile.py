@@ -4,6 +4,7 @@
     nox -s tests    # set up .venv (first time only) and run the test suite
     nox -s lint     # ruff check + ruff format --check
     nox -s bench    # the side-by-side benchmarks
+    nox -s notebook # execute notebooks/quickstart.ipynb, write its rendered copy docs/quickstart.md
 
 The environment is built once and reused: torch is installed first from the constraints file
 (the CPU build pinned in ``constraints/cpu.txt``; set ``BALANCED_ALIGN_CONSTRAINTS`` to another
@@ -90,3 +91,11 @@ def bench(session: nox.Session) -> None:
     _ensure_env(session)
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
         session.run(PYTHON, str(script), external=True, env=_env())
+
+
+@nox.session(venv_backend="none")
+def notebook(session: nox.Session) -> None:
+    """Execute the quick-start notebook and write its rendered copy, ``docs/quickstart.md``."""
+    _ensure_env(session)
+    env = {**_env(), "MPLBACKEND": "Agg"}
+    session.run(PYTHON, str(ROOT / "tools" / "render_notebook.py"), external=True, env=env)

@@ -46,6 +46,7 @@ JOBS = {
     "inference",
     "checkpoints",
     "loggers",
+    "dry_run",
 }
 
 #: unit -> the units it may import (besides itself and :data:`UTILITIES`)
@@ -63,6 +64,8 @@ ALLOWED: dict[str, set[str]] = {
     "module": _BELOW_MODULE | {"data_hook"},
     "data_hook": _BELOW_MODULE,
     "callbacks": _BELOW_MODULE,
+    # verification on .bin sets during training (Lightning wiring of evaluation)
+    "bin_verification": _BELOW_MODULE,
     # what a run prints: validation / training lines, known noise silenced
     "watch": _BELOW_MODULE,
     "quiet": _BELOW_MODULE,

@@ -294,6 +294,32 @@ def test_variants_sort_after_the_default_and_fixed_templates_are_numbered(multir
     assert "T_fix†1: `/a/last.ckpt`; T_fix†2: `/b/last.ckpt`" in text
 
 
+def test_by_finds_a_data_key_under_either_spelling():
+    """Runs written before the data options moved into ``data.source`` (flat ``data.X``)
+    and after it group by the same --by key, whichever spelling it is given in."""
+    from types import SimpleNamespace
+
+    from balanced_align.report.tables import equivalent_keys, parse_by, setting
+
+    before = SimpleNamespace(config={"data.synth_knobs.landmark_noise": 4, "data.lfw_test_set": 2})
+    after = SimpleNamespace(
+        config={"data.source.synth_knobs.landmark_noise": 4, "data.source.test_set": 2}
+    )
+    shards = SimpleNamespace(config={"data.source.evaluation.val_identities": 9})
+    for key in ("data.synth_knobs.landmark_noise", "data.source.synth_knobs.landmark_noise"):
+        for run in (before, after):
+            assert setting(run, parse_by([key])) == "landmark_noise=4"
+    for key in ("data.lfw_test_set", "data.source.test_set"):  # renamed as it moved
+        for run in (before, after):
+            assert setting(run, parse_by([key])).endswith("test_set=2")
+    assert setting(shards, parse_by(["data.val_identities"])) == "val_identities=9"
+    assert equivalent_keys("data.batch_size") == (
+        "data.source.batch_size",
+        "data.source.evaluation.batch_size",
+    )  # never in a config: a loader-level key has one spelling
+    assert equivalent_keys("loss.lambda") == () == equivalent_keys("data.source")
+
+
 def test_by_splits_groups_by_a_config_key(multirun, tmp_path):
     """--by KEY[=DEFAULT] separates runs that differ only in a config key; without it they
     pool (and the note says how to separate them)."""
@@ -393,11 +419,11 @@ def test_faces_figure_draws_each_groups_checkpoint(tmp_path):
     import torch
 
     from balanced_align.data.datamodule import FaceDataModule
+    from balanced_align.data.source_kinds import SynthFacesSource
     from balanced_align.viz.common import to_display
     from tests.viz.helpers import tiny_module
 
-    datamodule = FaceDataModule(
-        image_size=32,
+    source = SynthFacesSource(
         num_train_identities=4,
         train_images_per_identity=2,
         val_identities=2,
@@ -407,8 +433,8 @@ def test_faces_figure_draws_each_groups_checkpoint(tmp_path):
         test_distractor_identities=2,
         val_num_pairs=20,
         test_num_pairs=20,
-        num_workers=0,
     )
+    datamodule = FaceDataModule(source, image_size=32, num_workers=0)
     root = tmp_path / "runs"
     plain = {"method": "none", "location": "fmap", "lambda": 0.0}
     _checkpointed_run(root, "0_none", tiny_module("none"), datamodule, **plain)

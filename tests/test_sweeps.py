@@ -26,9 +26,9 @@ def test_swept_keys_are_the_sweeps_of_the_command_line_and_the_sweeper_params(tm
 
 
 def test_job_name_holds_the_number_and_swept_values_only():
-    job = [*FIXED, "loss.lambda=-1", "align=stn_proj", "data.root=/data/faces"]
-    swept = {"loss.lambda", "align", "data.root"}
-    name = job_dirname(4, job, swept, exclude_keys=["data.root"])
+    job = [*FIXED, "loss.lambda=-1", "align=stn_proj", "data.source.root=/data/faces"]
+    swept = {"loss.lambda", "align", "data.source.root"}
+    name = job_dirname(4, job, swept, exclude_keys=["data.source.root"])
     assert name == "4_align=stn_proj,loss.lambda=-1"  # sorted, paths excluded
     assert job_dirname(0, FIXED, set()) == "0"
     # without a multirun.yaml: every override (Hydra's override_dirname), still short

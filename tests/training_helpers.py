@@ -1,5 +1,7 @@
 """Hydra composition helpers and tiny settings for end-to-end runs."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -17,18 +19,18 @@ TINY = [
     "model.embedding_dim=32",
     "align.locnet_input_size=24",
     "align.locnet_width=0.5",
-    "data.num_train_identities=8",
-    "data.train_images_per_identity=4",
+    "data.source.num_train_identities=8",
+    "data.source.train_images_per_identity=4",
     "data.batch_size=8",
     "data.num_workers=0",
     "data.persistent_workers=false",
-    "data.val_identities=4",
-    "data.test_identities=4",
-    "data.eval_images_per_identity=3",
-    "data.val_distractor_identities=4",
-    "data.test_distractor_identities=4",
-    "data.val_num_pairs=20",
-    "data.test_num_pairs=20",
+    "data.source.val_identities=4",
+    "data.source.test_identities=4",
+    "data.source.eval_images_per_identity=3",
+    "data.source.val_distractor_identities=4",
+    "data.source.test_distractor_identities=4",
+    "data.source.val_num_pairs=20",
+    "data.source.test_num_pairs=20",
     "trainer.max_epochs=1",
     "trainer.check_val_every_n_epoch=1",
     "trainer.enable_model_summary=false",
@@ -53,3 +55,10 @@ def compose_train(overrides=(), output_dir: Path | None = None, with_hydra: bool
         with open_dict(cfg):
             cfg.paths.output_dir = str(output_dir)
     return cfg
+
+
+def multirun(repo_root: Path, cwd: Path, *overrides: str, timeout: int = 900):
+    """``python train.py -m <overrides>`` in a subprocess (as a user runs it), from ``cwd``;
+    the completed process, its output captured as text."""
+    command = [sys.executable, str(repo_root / "train.py"), "-m", *overrides]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=timeout)

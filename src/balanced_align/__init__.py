@@ -8,7 +8,13 @@ it (docs/design.md §6). ``tests/test_layers.py`` checks that this file imports 
 only inside functions.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    #: the installed distribution's version (pyproject.toml; releases are tagged vX.Y.Z)
+    __version__ = version("balanced-align")
+except PackageNotFoundError:  # a source tree on sys.path, not installed
+    __version__ = "0+unknown"
 
 
 def __getattr__(name: str):

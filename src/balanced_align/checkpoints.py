@@ -2,23 +2,19 @@
 
 Every checkpoint this library opens (resume, the best checkpoint tested after training,
 ``eval.py``, ``report --faces``, T_fix† templates, the inference API) goes through
-:func:`read_checkpoint`. A file that needs any pickle global beyond tensors and plain
-containers raises :class:`UnsafeCheckpointError` and is not loaded at all.
+:func:`read_checkpoint`, which reads with the one ``torch.load`` of the library
+(:func:`~balanced_align.models.safe_load.load_weights_only`). A file that needs any pickle
+global beyond tensors and plain containers raises :class:`UnsafeCheckpointError` and is not
+loaded at all.
 """
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
-
+from balanced_align.models.safe_load import UnsafeCheckpointError, load_weights_only
 from balanced_align.module import BalancedAlignModule
-
-
-class UnsafeCheckpointError(ValueError):
-    """A checkpoint that ``torch.load(weights_only=True)`` refuses; never loaded unsafely."""
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> BalancedAlignModule:
@@ -41,20 +37,7 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> Mapping:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ckpt_path {str(path)!r} does not exist")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise UnsafeCheckpointError(
-            f"checkpoint {str(path)!r} cannot be loaded safely: torch.load(weights_only=True) "
-            f"refused it ({_reason(error)}). balanced-align never falls back to unsafe loading; "
-            "save a checkpoint that holds only tensors and plain containers "
-            "({'state_dict': …, 'hyper_parameters': …})"
-        ) from None
-    except Exception as error:  # truncated or not a torch file: KeyError, EOFError, …
-        raise ValueError(
-            f"checkpoint {str(path)!r} is not a readable torch file "
-            f"({type(error).__name__}: {error})"
-        ) from None
+    checkpoint = load_weights_only(path, map_location, what="checkpoint")
     if not isinstance(checkpoint, Mapping) or not {"state_dict", "hyper_parameters"} <= set(
         checkpoint
     ):
@@ -71,13 +54,17 @@ def module_from_checkpoint(checkpoint: Mapping, path: str | Path) -> BalancedAli
     errors), in eval mode.
 
     Built from the ``hyper_parameters``; the ``state_dict`` is loaded strictly. A T_fix†
-    template file named in the hyperparameters is not read: the template is in the state.
+    template file or ``model.pretrained`` weights named in the hyperparameters are not read:
+    the state holds them.
     """
     hparams = dict(checkpoint["hyper_parameters"])
     loss = dict(hparams.get("loss") or {})
     if loss.get("template_checkpoint"):  # the frozen template comes with the state dict
         loss.update(template_checkpoint=None, learn_template=False)
         hparams["loss"] = loss
+    model_group = dict(hparams.get("model") or {})
+    if model_group.get("pretrained"):  # the published weights were the start; the state has all
+        hparams["model"] = {**model_group, "pretrained": None}
     try:
         model = BalancedAlignModule(**hparams)
     except (TypeError, ValueError) as error:
@@ -93,10 +80,9 @@ def module_from_checkpoint(checkpoint: Mapping, path: str | Path) -> BalancedAli
     return model.eval()
 
 
-def _reason(error: Exception) -> str:
-    """The part of torch's weights_only error that names the refused global."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    for line in lines:
-        if "WeightsUnpickler error" in line:
-            return line.split(" was not an allowed global")[0]
-    return lines[0] if lines else type(error).__name__
+__all__ = [
+    "UnsafeCheckpointError",
+    "load_checkpoint",
+    "module_from_checkpoint",
+    "read_checkpoint",
+]

@@ -100,6 +100,16 @@ class Head(Choice):
     cosface = "cosface"
     arcface = "arcface"
     softmax = "softmax"
+    #: Partial FC (centres sharded across ranks, sampled per step) with the AM-Softmax,
+    #: CosFace or ArcFace margin
+    partial_fc_am = "partial_fc_am"
+    partial_fc_cos = "partial_fc_cos"
+    partial_fc_arc = "partial_fc_arc"
+
+    @property
+    def partial_fc(self) -> bool:
+        """Whether this is a Partial FC head (``loss.sample_rate`` applies)."""
+        return self.value.startswith("partial_fc_")
 
     @classmethod
     def _missing_(cls, value: object) -> Head | None:
@@ -136,6 +146,9 @@ class ModelConfig:
     dropout: float = 0.0
     #: channels-last convolutions: ~13% faster steps on CPU (oneDNN), the usual choice on GPU
     channels_last: bool = True
+    #: an insightface / arcface_torch IR-ResNet ``.pth`` state dict loaded into the backbone
+    #: when the module is built (read with ``weights_only``; models/insightface.py)
+    pretrained: str | None = None
 
 
 @dataclass
@@ -167,6 +180,9 @@ class LossConfig:
     reduction: Reduction = Reduction.mean
     #: T_fix†: a checkpoint whose learned template is loaded, frozen
     template_checkpoint: str | None = None
+    #: Partial FC heads: fraction of each rank's class centres used per step (positives
+    #: always), in (0, 1]; 1 with every other head
+    sample_rate: float = 1.0
 
 
 @dataclass
@@ -366,6 +382,15 @@ def validate_config(config: ModuleConfig) -> None:
         _finite(loss.alpha_init) and 0 < loss.alpha_init < 1,
         "strictly between 0 and 1",
     )
+
+    rate = loss.sample_rate
+    _require("loss.sample_rate", rate, _finite(rate) and 0 < rate <= 1, "in (0, 1]")
+    head = Head.parse(loss.head, "loss.head")
+    if rate != 1 and not head.partial_fc:
+        raise ValueError(
+            f"loss.sample_rate={rate} samples class centres, which only the Partial FC heads "
+            f"do ({[h.value for h in Head if h.partial_fc]}); loss.head={head} needs 1.0"
+        )
 
     positive("optim.lr", optim.lr)
     for key in ("momentum", "weight_decay", "align_lr_scale"):

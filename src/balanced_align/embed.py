@@ -14,7 +14,7 @@ batch into a ``.npy`` memory map, so memory does not grow with the number of ima
 
 ``--landmarks`` (CSV / Parquet, columns ``path, x0, y0, …`` keyed by the path relative to ROOT,
 as for training) gives the landmark-driven methods (``align=affine2d|fullalign``) each image's
-landmarks; ``--landmark-convention`` as ``data.landmark_convention``. Table keys are resolved
+landmarks; ``--landmark-convention`` as ``data.source.landmark_convention``. Table keys are resolved
 inside ROOT (absolute keys and ``..`` escapes are refused), every image needs a row, and the
 outputs may be neither an input file nor inside ROOT.
 """
@@ -135,7 +135,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--landmark-convention",
         default="corner",
-        help="corner | one_based | zero_based_centre (as data.landmark_convention)",
+        help="corner | one_based | zero_based_centre (as data.source.landmark_convention)",
     )
 
 

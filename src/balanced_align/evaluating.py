@@ -8,7 +8,7 @@ to Hydra's run dir (``paths.output_dir``), prints a table and logs the metrics t
 configured loggers.
 
 Config (``conf/eval.yaml``): ``ckpt_path``, ``benchmark`` (one key per selected benchmark,
-each with its ``kind``: lfw | bin | ytf | megaface | multipie), ``device``, ``batch_size``,
+each with its ``kind``: lfw | bin | ytf | megaface | multipie | ijb), ``device``, ``batch_size``,
 ``precision`` (32 | bf16 | 16), ``flip``, ``num_workers``, ``logger``, ``annotate``.
 
 Landmarks: a checkpoint aligned by each image's own landmarks (``align=affine2d|fullalign``)
@@ -20,7 +20,9 @@ into a table kept under ``annotate.cache_dir`` and reused by later runs
 (:mod:`balanced_align.annotate.cache`). Images without a detected face get the fallback box
 (``annotate.fallback``, counted in ``results.json`` under ``landmarks``) or, with
 ``annotate.fallback=null``, stop the run with an error listing them. Other checkpoints
-ignore the landmark keys.
+ignore the landmark keys. IJB-B/C (``kind: ijb``) bring their own five points per face:
+every face is aligned by them (Affine2D onto the model's input size), and a checkpoint
+aligned by landmarks gets those five points (it must have been trained with five).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from balanced_align.checkpoints import (  # noqa: F401  (re-exported: the job's 
 from balanced_align.data.formats import (
     read_bin,
     read_distractor_list,
+    read_ijb,
     read_lfw_pairs,
     read_pose_list,
     read_probe_list,
@@ -56,15 +59,17 @@ from balanced_align.data.formats import (
 from balanced_align.data.sources import read_landmark_table, to_corner
 from balanced_align.devices import resolve_device, resolve_precision
 from balanced_align.evaluation import benchmarks as bm
+from balanced_align.evaluation.ijb import ijb_benchmark
 from balanced_align.module import BalancedAlignModule
+from balanced_align.preprocess.affine2d import affine2d_align
 from balanced_align.run_result import atomic_write_text
 from balanced_align.safe_paths import resolve_inside
 
 log = logging.getLogger(__name__)
 
-KINDS = ("lfw", "bin", "ytf", "megaface", "multipie")
+KINDS = ("lfw", "bin", "ytf", "megaface", "multipie", "ijb")
 #: metrics shown first in the printed table (then the rest in their order)
-HEADLINE = ("verif_acc", "rank1", "rank1_mean")
+HEADLINE = ("verif_acc", "rank1", "rank1_mean", "tar@far=1e-4")
 
 
 def hparams_summary(model: BalancedAlignModule) -> dict:
@@ -120,7 +125,7 @@ class Job:
 #: ``benchmark.<name>.landmarks=annotate``: annotate the benchmark's images on the fly
 ANNOTATE = "annotate"
 #: the landmark keys of each kind (MegaFace: probes, then distractors)
-LANDMARK_KEYS = {"megaface": ("landmarks", "distractor_landmarks")}
+LANDMARK_KEYS = {"megaface": ("landmarks", "distractor_landmarks"), "ijb": ()}
 
 
 def landmark_keys(kind: str) -> tuple[str, ...]:
@@ -340,6 +345,8 @@ def prepare(
                 )
             )
         return jobs
+    if kind == "ijb":
+        return [_ijb_job(name, conf, run_dir, landmarks)]
     if kind == "ytf":
         max_frames = conf.get("max_frames")
         root = _path(conf, "root", where)
@@ -412,6 +419,40 @@ def prepare(
     return [Job(name, kind, lambda e, o: bm.pose_benchmark(e, poses, o, **kwargs))]
 
 
+def _ijb_job(name: str, conf: Mapping, run_dir: Path, landmarks: LandmarkNeed | None) -> Job:
+    """IJB-B/C 1:1 verification: read the meta files now, check the images, and align each
+    face by its five points onto the model's (square) input at run time."""
+    where = f"benchmark.{name}"
+    data = read_ijb(
+        _path(conf, "root", where),
+        str(conf.get("name") or name),
+        conf.get("landmark_convention", "zero_based_centre"),
+    )
+    bm.check_files(data.names, data.image_root, f"{where}.root {str(data.image_root)!r}")
+    if landmarks is not None and landmarks.num_landmarks != 5:
+        raise ValueError(
+            f"{where}: IJB provides five points per face; checkpoint {landmarks.ckpt_path!r} "
+            f"is aligned by {landmarks.num_landmarks} landmarks per image"
+        )
+    roc = Path(conf.get("roc") or f"{name}_roc.csv")
+    roc = roc if roc.is_absolute() else run_dir / roc
+
+    def call(embed, options: bm.EmbedOptions) -> dict:
+        height, width = options.image_size
+        if height != width:
+            raise ValueError(f"{where}: faces are aligned to a square crop; input {height}x{width}")
+
+        def align(image, points):
+            crop, aligned, _ = affine2d_align(image, points, schema="five", size=height)
+            return crop, aligned
+
+        return ijb_benchmark(
+            embed, data, options, align, with_landmarks=landmarks is not None, roc_path=roc
+        )
+
+    return Job(name, "ijb", call)
+
+
 # -- the job -------------------------------------------------------------------------------------
 def _finite(value):
     if isinstance(value, float) and not math.isfinite(value):
@@ -423,8 +464,8 @@ def _benchmarks(cfg: DictConfig) -> dict:
     selected = cfg.get("benchmark")
     if not selected:
         raise ValueError(
-            "no benchmark selected: pass benchmark=<lfw|bin|ytf|megaface|multipie> or a list "
-            "like benchmark=[lfw,megaface]"
+            "no benchmark selected: pass benchmark=<lfw|bin|ytf|megaface|multipie|ijbb|ijbc> "
+            "or a list like benchmark=[lfw,megaface]"
         )
     return OmegaConf.to_container(selected, resolve=True)
 

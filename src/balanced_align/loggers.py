@@ -108,7 +108,14 @@ def run_tags(cfg: DictConfig) -> list[str]:
 
 
 def _dataset(cfg: DictConfig) -> str:
-    return str(cfg.data.get("dataset") or cfg.data.get("_target_", "data").rsplit(".", 1)[-1])
+    """The data config chosen (``synthfaces``), else the source's name."""
+    if HydraConfig.initialized():
+        choice = HydraConfig.get().runtime.choices.get("data")
+        if choice:
+            return str(choice)
+    node = cfg.data.get("source") or cfg.data
+    name = node.get("dataset") or str(node.get("_target_", "data")).rsplit(".", 1)[-1]
+    return str(name).removesuffix("Source").lower()
 
 
 def _wandb_kwargs(cfg: DictConfig, conf: DictConfig) -> dict:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from balanced_align.config_schema import ModuleConfig
+from balanced_align.config_schema import Head, ModuleConfig
 from balanced_align.core.protocol import EvaluationProtocol
 from balanced_align.core.schema import get_schema
 from balanced_align.data_hook import DataModuleHook
@@ -37,6 +37,8 @@ from balanced_align.evaluation.anme import UndefinedANMEError
 from balanced_align.evaluation.embeddings import flip_tta_embeddings
 from balanced_align.losses import AlignmentLoss, build_param_groups
 from balanced_align.models import LANDMARK_METHODS, build_head, build_recognizer
+from balanced_align.models.insightface import load_insightface_weights
+from balanced_align.models.partial_fc import PartialFC
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +128,15 @@ class BalancedAlignModule(L.LightningModule):
         head_kwargs = {}
         if loss["head"] != "softmax":
             head_kwargs = {"s": loss["scale"], "m": loss["margin"]}
+        if Head(loss["head"]).partial_fc:
+            head_kwargs["sample_rate"] = loss["sample_rate"]
         self.head = build_head(loss["head"], model["embedding_dim"], num_classes, **head_kwargs)
+        self.partial_fc = isinstance(self.head, PartialFC)
+        if self.partial_fc:
+            # each rank holds other centres: DDP must neither broadcast nor average them
+            self._ddp_params_and_buffers_to_ignore = ["head.weight"]
+        if model["pretrained"]:
+            load_insightface_weights(self.recognizer.backbone, model["pretrained"])
 
         self.align_loss: AlignmentLoss | None = None
         self.landmark_aligned = align["method"] in LANDMARK_METHODS
@@ -201,6 +211,10 @@ class BalancedAlignModule(L.LightningModule):
         return [DataModuleHook()]
 
     def setup(self, stage: str) -> None:
+        if self.partial_fc and stage == "fit" and not self.head.sharded:
+            world = self.trainer.world_size
+            if world > 1:  # the process group exists now; DDP wraps the module after this
+                self.head.shard(self.trainer.global_rank, world)
         if self.template is None or bool(self.template_ready):
             return
         raise ValueError(
@@ -299,8 +313,14 @@ class BalancedAlignModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         images, labels = self._images(batch), batch["label"]
         output = self.recognizer(images, self._aligner_landmarks(batch))
-        logits = self.head(output.embedding, labels)
-        loss_fr = F.cross_entropy(logits.float(), labels)
+        if self.partial_fc:  # the loss over every rank's rows and centres
+            result = self.head(output.embedding, labels)
+            loss_fr, accuracy = result.loss, result.accuracy
+        else:
+            logits = self.head(output.embedding, labels)
+            loss_fr = F.cross_entropy(logits.float(), labels)
+            with torch.no_grad():
+                accuracy = (logits.argmax(dim=1) == labels).float().mean()
         total = loss_fr
         batch_size = images.shape[0]
         log = {"train/l_fr": loss_fr}
@@ -329,8 +349,6 @@ class BalancedAlignModule(L.LightningModule):
                     "train/template_drift": drift,
                 }
             )
-        with torch.no_grad():
-            accuracy = (logits.argmax(dim=1) == labels).float().mean()
         log["train/acc"] = accuracy
         log["train/loss"] = total.detach()
         self._check_finite(log)
@@ -364,6 +382,78 @@ class BalancedAlignModule(L.LightningModule):
             f"{self.current_epoch}); last step on this rank: {parts}. Learned warps are the "
             "usual cause: lower optim.align_lr_scale or set trainer.gradient_clip_val"
         )
+
+    # -- Partial FC: the checkpoint holds every rank's centres -----------------------------
+    def _head_optimizer_slot(self) -> int | None:
+        """Index of ``head.weight`` in the optimizer's state dict (None without one)."""
+        optimizers = self.trainer.optimizers if self._trainer is not None else []
+        if not optimizers:
+            return None
+        params = [p for group in optimizers[0].param_groups for p in group["params"]]
+        return next((i for i, p in enumerate(params) if p is self.head.weight), None)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """The validation metrics of the saved weights (``val_metrics``: the last validation's
+        ``val/…`` values; results.json's ``val_best`` reads them), and a sharded head's full
+        (C, D) centres and momentum, gathered on rank 0 (every rank calls this hook), so the
+        checkpoint loads at any world size."""
+        if self._trainer is not None:
+            checkpoint["val_metrics"] = {
+                k: float(v)
+                for k, v in self.trainer.callback_metrics.items()
+                if k.startswith("val/")
+            }
+        if not (self.partial_fc and self.head.sharded):
+            return
+        full = self.head.gather_full()
+        slot = self._head_optimizer_slot()
+        states = checkpoint.get("optimizer_states") or []
+        state = states[0]["state"].get(slot, {}) if states and slot is not None else {}
+        momentum = state.get("momentum_buffer")
+        full_momentum = None if momentum is None else self.head.gather_full(momentum)
+        if full is not None:  # rank 0, the one that writes
+            checkpoint["state_dict"]["head.weight"] = full
+            if full_momentum is not None:  # a new dict: `state` is the optimizer's own
+                states[0]["state"][slot] = {**state, "momentum_buffer": full_momentum}
+        checkpoint["partial_fc_slot"] = slot
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """This rank's rows of the checkpoint's full centres (and their momentum)."""
+        if not (self.partial_fc and self.head.sharded):
+            return
+        state_dict = checkpoint["state_dict"]
+        state_dict["head.weight"] = self.head.local_rows(state_dict["head.weight"])
+        slot, states = checkpoint.get("partial_fc_slot"), checkpoint.get("optimizer_states")
+        state = states[0]["state"].get(slot, {}) if states and slot is not None else {}
+        if state.get("momentum_buffer") is not None:
+            rows = self.head.local_rows(state["momentum_buffer"])
+            states[0]["state"][slot] = {**state, "momentum_buffer": rows}
+
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ) -> None:
+        """With Partial FC, ``trainer.gradient_clip_val`` clips the replicated parameters
+        only: a norm over each rank's own centres would differ between ranks and let the
+        replicas drift apart. The centres are not clipped."""
+        if not self.partial_fc or gradient_clip_val is None:
+            super().configure_gradient_clipping(
+                optimizer, gradient_clip_val, gradient_clip_algorithm
+            )
+            return
+        params = [
+            p for n, p in self.named_parameters() if n != "head.weight" and p.grad is not None
+        ]
+        if gradient_clip_algorithm == "value":
+            torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+        else:
+            torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+
+    def on_train_end(self) -> None:
+        """Rank 0 holds the full centres again (``ddp_spawn`` copies its state back)."""
+        if self.partial_fc and self.head.sharded:
+            full = self.head.gather_full()
+            if full is not None:
+                self.head.unshard(full)
 
     # -- evaluation ---------------------------------------------------------------------
     def _evaluation_step(self, batch: dict, collector: EmbeddingCollector) -> None:
@@ -477,16 +567,6 @@ class BalancedAlignModule(L.LightningModule):
         except UndefinedANMEError as error:
             log.warning("%s/%s is undefined: %s", stage, metric, error)
             return float("nan")
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """The checkpoint names the validation metrics of its weights (``val_metrics``: the
-        last validation's ``val/…`` values; results.json's ``val_best`` reads them)."""
-        if self._trainer is not None:
-            checkpoint["val_metrics"] = {
-                k: float(v)
-                for k, v in self.trainer.callback_metrics.items()
-                if k.startswith("val/")
-            }
 
     def on_validation_epoch_end(self) -> None:
         self._evaluation_epoch_end(self.val_collector, "val")

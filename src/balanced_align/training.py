@@ -6,6 +6,8 @@ configs or plain values.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import logging
 import math
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
@@ -22,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from balanced_align.checkpoints import module_from_checkpoint, read_checkpoint
 from balanced_align.config_schema import ModuleConfig
 from balanced_align.config_tree import print_config_tree
+from balanced_align.data.source_kinds import unknown_keys
 from balanced_align.data.validation import BAD_SAMPLE_POLICIES
 from balanced_align.loggers import build_loggers, log_config, log_final
 from balanced_align.models import LANDMARK_METHODS
@@ -97,6 +100,43 @@ def _validate_trainer_and_data(cfg: DictConfig) -> None:
         raise ValueError(
             f"data.on_bad_sample must be one of {list(BAD_SAMPLE_POLICIES)}, got {policy!r}"
         )
+    if str(cfg.data.get("_target_", "")).endswith(".FaceDataModule"):
+        _validate_data_keys(cfg.data)
+
+
+def _validate_data_keys(data: DictConfig) -> None:
+    """The data module's keys are its loader options; a source's options live under
+    ``data.source`` (a flat ``+data.root=…`` fails here, naming today's key)."""
+    cls = get_class(data._target_)
+    options = set(inspect.signature(cls).parameters)
+    for name in data:
+        if not str(name).startswith("_") and name not in options:
+            raise ValueError(
+                f"data.{name}: not an option of {cls.__name__}; a source's options are under "
+                f"data.source (data.source.{name})"
+            )
+    _validate_source_keys(data.get("source"), "data.source")
+
+
+def _validate_source_keys(node, key: str) -> None:
+    """Each key of ``node`` (a ``_target_`` node) is an option of its class, recursively: a
+    misspelt source option (``+data.source.rooot=…``) fails here, naming it."""
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        raise ValueError(
+            f"{key} is missing or has no _target_: a conf/data file names its source kind "
+            "there (e.g. data.source.root, not data.root)"
+        )
+    cls = get_class(node._target_)
+    if not dataclasses.is_dataclass(cls):
+        return
+    unknown = unknown_keys(cls, [name for name in node if not str(name).startswith("_")])
+    if unknown:
+        known = ", ".join(field.name for field in dataclasses.fields(cls))
+        raise ValueError(f"{key}.{unknown[0]}: not an option of {cls.__name__} ({known})")
+    for name in node:
+        child = node._get_node(name)
+        if isinstance(child, DictConfig) and "_target_" in child:
+            _validate_source_keys(child, f"{key}.{name}")
 
 
 def needs_landmarks(cfg: DictConfig) -> str | None:
@@ -208,8 +248,11 @@ def run(cfg: DictConfig) -> float | None:
 
 def _run(cfg: DictConfig) -> float | None:
     start = time.perf_counter()
-    validate(cfg)
+    config = validate(cfg)
     silence_known_noise()
+    if cfg.get("dry_run"):  # build and measure on the CPU, no data, no training
+        _dry_run(cfg, config)
+        return None
     # Denormal floats (tiny gradients late in backward) slow CPU kernels by up to 10×.
     torch.set_flush_denormal(True)
     L.seed_everything(cfg.seed, workers=True)
@@ -230,7 +273,7 @@ def _run(cfg: DictConfig) -> float | None:
     reason = needs_landmarks(cfg)
     if reason is not None and not datamodule.has_landmarks:
         raise ValueError(
-            f"data source {cfg.data.get('dataset', cfg.data._target_)} has no landmarks, "
+            f"data source {(cfg.data.get('source') or cfg.data)._target_} has no landmarks, "
             f"but {reason} needs them"
         )
     template_init = None
@@ -307,6 +350,26 @@ def _run(cfg: DictConfig) -> float | None:
     log_final(loggers, flat_config, result)
 
     return _optimized_metric(cfg, val_metrics, test_metrics)
+
+
+def _dry_run(cfg: DictConfig, config: ModuleConfig) -> None:
+    """``+dry_run=true``: the memory table per card (balanced_align.dry_run); raises
+    DoesNotFitError when the paper's batch would not fit its 11 GB cards."""
+    from balanced_align.dry_run import dry_run
+
+    paper = cfg.get("paper") or {}
+    num_classes = cfg.data.get("num_classes", paper.get("num_classes"))
+    if num_classes is None:
+        raise ValueError(
+            "+dry_run=true needs the number of identities: set paper.num_classes (the "
+            "experiments paper_* do) or data.num_classes"
+        )
+    devices, nodes = cfg.trainer.get("devices", 1), cfg.trainer.get("num_nodes", 1)
+    if not isinstance(devices, int):
+        raise ValueError(f"+dry_run=true needs trainer.devices as a number, got {devices!r}")
+    precision = str(cfg.trainer.get("precision", "32"))
+    amp = precision in ("16-mixed", "bf16-mixed", "16", "bf16")
+    dry_run(config, int(num_classes), devices * nodes, amp, where=f"experiment {cfg.task_name}")
 
 
 def _optimized_metric(cfg: DictConfig, val_metrics: dict, test_metrics: dict) -> float | None:

@@ -1,4 +1,7 @@
-"""FaceDataModule: batch layout, disjoint identities, worker-independent evaluation, T_fix."""
+"""FaceDataModule: batch layout, disjoint identities, worker-independent evaluation, T_fix,
+source options named in errors."""
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -6,13 +9,17 @@ import torch
 
 from balanced_align.data.datamodule import FaceDataModule, collate_samples
 from balanced_align.data.schema import LMK84
+from balanced_align.data.source_kinds import (
+    FolderSource,
+    LFWSource,
+    ShardSource,
+    SynthFacesEvaluation,
+    SynthFacesSource,
+)
 from balanced_align.data.validation import DataConfigurationError
 from tests.data_paths import ASSET_ATT as ATT
 
-SYNTH = dict(
-    dataset="synthfaces",
-    image_size=32,
-    seed=1,
+SOURCE = SynthFacesSource(
     num_train_identities=6,
     train_images_per_identity=4,
     val_identities=3,
@@ -23,14 +30,19 @@ SYNTH = dict(
     eval_distractor_images=1,
     val_num_pairs=20,
     test_num_pairs=20,
-    batch_size=8,
-    num_workers=0,
 )
+LOADER = dict(image_size=32, seed=1, batch_size=8, num_workers=0)
+#: FaceDataModule(**SYNTH): the tiny SynthFaces data module other tests share
+SYNTH = dict(source=SOURCE, **LOADER)
+
+
+def synth(source=SOURCE, **loader) -> FaceDataModule:
+    return FaceDataModule(source, **{**LOADER, **loader})
 
 
 @pytest.fixture(scope="module")
 def synth_dm():
-    dm = FaceDataModule(**SYNTH)
+    dm = synth()
     dm.setup("fit")
     return dm
 
@@ -60,7 +72,7 @@ def _identities(records, rows=None):
 
 
 def test_train_val_test_identities_are_disjoint(synth_dm):
-    k = SYNTH["train_images_per_identity"]
+    k = SOURCE.train_images_per_identity
     train = _identities(synth_dm.train_records, range(0, len(synth_dm.train_records), k))
     val = _identities(synth_dm.evaluation_items("val"))
     test = _identities(synth_dm.evaluation_items("test"))
@@ -71,7 +83,7 @@ def test_train_val_test_identities_are_disjoint(synth_dm):
 
 
 def test_evaluation_batches_do_not_depend_on_worker_count(synth_dm):
-    two = FaceDataModule(**{**SYNTH, "num_workers": 2})
+    two = synth(num_workers=2)
     for split in ("val", "test"):
         ref = _batches(getattr(synth_dm, f"{split}_dataloader")())
         got = _batches(getattr(two, f"{split}_dataloader")())
@@ -88,7 +100,7 @@ def test_training_batches_are_reproducible_from_the_seed(synth_dm):
     for workers in (0, 2):
         runs = []
         for seed in (1, 1, 2):
-            dm = FaceDataModule(**{**SYNTH, "seed": seed, "num_workers": workers})
+            dm = synth(seed=seed, num_workers=workers)
             runs.append(next(iter(dm.train_dataloader())))
         torch.testing.assert_close(runs[0]["image"], runs[1]["image"])
         torch.testing.assert_close(runs[0]["landmarks"], runs[1]["landmarks"])
@@ -111,17 +123,14 @@ def test_mean_frontal_landmarks_matches_a_direct_average(synth_dm):
 
 
 def test_folder_datamodule_on_att_faces():
-    dm = FaceDataModule(
-        dataset="folder",
+    source = FolderSource(
         root=str(ATT),
-        image_size=64,
         val_fraction_identities=0.25,
         test_fraction_identities=0.25,
         val_num_pairs=100,
         test_num_pairs=100,
-        batch_size=16,
-        num_workers=0,
     )
+    dm = FaceDataModule(source, image_size=64, batch_size=16, num_workers=0)
     assert dm.num_classes == 6 and not dm.has_landmarks and dm.schema is None
     batch = next(iter(dm.train_dataloader()))
     assert batch["image"].shape == (16, 3, 64, 64) and not batch["has_landmarks"].any()
@@ -135,26 +144,49 @@ def test_folder_datamodule_on_att_faces():
 
 
 def test_bad_arguments_are_named():
-    with pytest.raises(ValueError, match="dataset"):
-        FaceDataModule(dataset="lfw")
-    with pytest.raises(ValueError, match="root"):
-        FaceDataModule(dataset="folder")
-    with pytest.raises(ValueError, match="3"):
-        FaceDataModule(dataset="folder", root=str(ATT), val_fraction_identities=0.05).setup()
+    with pytest.raises(ValueError, match=r"data\.source\.pairs: needs LFW's pairs\.txt"):
+        LFWSource(root=str(ATT))
+    with pytest.raises(ValueError, match=r"data\.source\.root: .*\(FolderSource\)"):
+        FolderSource()
+    with pytest.raises(ValueError, match=r"data\.source\.shards"):
+        ShardSource()
+    with pytest.raises(ValueError, match=r"val_fraction_identities=0\.05.*>= 3"):
+        FaceDataModule(FolderSource(root=str(ATT), val_fraction_identities=0.05)).setup()
+    with pytest.raises(ValueError, match=r"data\.batch_size must be positive"):
+        synth(batch_size=0)
     with pytest.raises(ValueError, match="keys"):
         collate_samples([{"a": torch.zeros(1)}, {"b": torch.zeros(1)}])
     # SynthFaces knobs are checked on construction, before any rendering
-    with pytest.raises(ValueError, match=r"data\.synth_knobs: unknown SynthFaces knob.*lmk_noise"):
-        FaceDataModule(**SYNTH, synth_knobs={"lmk_noise": 1.0})
-    with pytest.raises(ValueError, match=r"data\.synth_knobs: landmark_noise"):
-        FaceDataModule(**SYNTH, synth_knobs={"landmark_noise": -1.0})
+    with pytest.raises(
+        ValueError, match=r"data\.source\.synth_knobs: unknown SynthFaces knob.*lmk_noise"
+    ):
+        replace(SOURCE, synth_knobs={"lmk_noise": 1.0})
+    with pytest.raises(ValueError, match=r"data\.source\.synth_knobs: landmark_noise"):
+        replace(SOURCE, synth_knobs={"landmark_noise": -1.0})
+    with pytest.raises(ValueError, match=r"data\.source\.evaluation\.synth_knobs: landmark_n"):
+        SynthFacesEvaluation(synth_knobs={"landmark_noise": -1.0})
+
+
+def test_a_source_config_names_its_unknown_kind_or_option():
+    """The plain form a checkpoint stores: {"kind": …, option: value}."""
+    config = SOURCE.to_config()
+    assert config["kind"] == "synthfaces" and config["val_num_pairs"] == 20
+    assert FaceDataModule(config).source == SOURCE
+    assert synth().hparams["source"] == config
+    with pytest.raises(ValueError, match=r"data\.source\.kind must be one of .*'synthfaces'"):
+        FaceDataModule({**config, "kind": "synthface"})
+    with pytest.raises(ValueError, match=r"data\.source\.rooot: not an option of FolderSource"):
+        FaceDataModule({"kind": "folder", "rooot": str(ATT)})
+    shards = {"kind": "shards", "shards": "s", "evaluation": {"kind": "folder_halves"}}
+    with pytest.raises(ValueError, match=r"data\.source\.evaluation\.root: "):
+        FaceDataModule(shards)
 
 
 def test_landmark_noise_reaches_training_and_evaluation_labels():
     """The knob perturbs the labels of every split (training targets and the landmarks ANME is
     measured against), never the images."""
-    exact = FaceDataModule(**SYNTH)
-    noisy = FaceDataModule(**SYNTH, synth_knobs={"landmark_noise": 2.0})
+    exact = synth()
+    noisy = synth(replace(SOURCE, synth_knobs={"landmark_noise": 2.0}))
     for dm in (exact, noisy):
         dm.setup("fit")
     for split in ("train_records", "val_items"):

@@ -4,29 +4,31 @@ import torch
 
 from balanced_align.data.datamodule import FaceDataModule
 from balanced_align.data.shards import ShardLoader, convert_to_shards
+from balanced_align.data.source_kinds import (
+    FolderHalvesEvaluation,
+    ShardSource,
+    SynthFacesEvaluation,
+)
 from balanced_align.data.synthfaces import SynthFaces
 from tests.data_paths import ASSET_ATT as ATT
 
+EVALUATION = SynthFacesEvaluation(
+    val_identities=3,
+    test_identities=3,
+    eval_images_per_identity=4,
+    val_distractor_identities=2,
+    test_distractor_identities=2,
+    val_num_pairs=20,
+    test_num_pairs=20,
+)
 
-def _dm(tmp_path, **kw):
+
+def _dm(tmp_path, evaluation=EVALUATION, **kw):
     convert_to_shards(SynthFaces(6, 5, image_size=32, seed=1), tmp_path / "s", samples_per_shard=7)
-    args = dict(
-        dataset="shards",
-        shards=str(tmp_path / "s"),
-        image_size=32,
-        seed=1,
-        val_identities=3,
-        test_identities=3,
-        eval_images_per_identity=4,
-        val_distractor_identities=2,
-        test_distractor_identities=2,
-        val_num_pairs=20,
-        test_num_pairs=20,
-        batch_size=8,
-        num_workers=2,
+    source = ShardSource(shards=str(tmp_path / "s"), evaluation=evaluation)
+    return FaceDataModule(
+        source, **{**dict(image_size=32, seed=1, batch_size=8, num_workers=2), **kw}
     )
-    args.update(kw)
-    return FaceDataModule(**args)
 
 
 def test_shards_mode(tmp_path):
@@ -51,7 +53,7 @@ def test_shards_mode(tmp_path):
 
 
 def test_shards_mode_folder_eval(tmp_path):
-    dm = _dm(tmp_path, root=str(ATT))
+    dm = _dm(tmp_path, FolderHalvesEvaluation(root=str(ATT)))
     dm.setup("fit")
     assert len(dm.evaluation_items("val")) + len(dm.evaluation_items("test")) == 120
 

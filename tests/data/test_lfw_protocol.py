@@ -1,6 +1,7 @@
 """LFW held-out-set protocol: person-disjoint split, balanced folds, config, a tiny run."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from balanced_align.data import FaceDataModule
 from balanced_align.data.formats.lfw import read_lfw_pairs
 from balanced_align.data.lfw_protocol import balanced_folds, held_out_split
+from balanced_align.data.source_kinds import LFWSource
 from balanced_align.data.sources import ImageFolderSource
 from balanced_align.evaluation.verification import contiguous_folds
 from tests.data.lfw_tree import PER_PERSON, SET_PEOPLE, UNPAIRED, write_lfw_tree
@@ -81,34 +83,33 @@ def test_a_test_set_that_does_not_exist_or_equals_validation_is_refused(lfw_tree
     source = ImageFolderSource(images, landmarks=table)
     with pytest.raises(ValueError, match=r"LFW set 3 does not exist .*sets 1\.\.2"):
         held_out_split(source, pairs_path, test_set=3)
-    with pytest.raises(ValueError, match=r"lfw_val_set=1 equals data\.lfw_test_set"):
+    with pytest.raises(ValueError, match=r"val_set=1 equals data\.source\.test_set"):
         held_out_split(source, pairs_path, test_set=1, val_set=1)
 
 
 def test_min_images_per_identity_leaves_small_identities_out_of_training(lfw_tree):
     images, _, pairs_path = lfw_tree
     (images / UNPAIRED[0] / f"{UNPAIRED[0]}_0002.jpg").unlink()  # 3 images left
-    kwargs = dict(dataset="lfw", root=str(images), lfw_pairs=str(pairs_path), num_workers=0)
-    kwargs.update(landmarks=None, lfw_test_set=1)
-    every = FaceDataModule(**kwargs)
-    kept = FaceDataModule(**kwargs, min_images_per_identity=PER_PERSON)
+    source = LFWSource(root=str(images), pairs=str(pairs_path), landmarks=None, test_set=1)
+    every = FaceDataModule(source, num_workers=0)
+    kept = FaceDataModule(replace(source, min_images_per_identity=PER_PERSON), num_workers=0)
     assert every.num_classes == len(UNPAIRED)
     assert kept.num_classes == len(UNPAIRED) - 1
     assert len(kept.train_records) == (len(UNPAIRED) - 1) * PER_PERSON
-    with pytest.raises(ValueError, match="min_images_per_identity must be >= 1"):
-        FaceDataModule(**kwargs, min_images_per_identity=0)
+    with pytest.raises(ValueError, match=r"data\.source\.min_images_per_identity: must be >= 1"):
+        replace(source, min_images_per_identity=0)
 
 
 def test_experiment_lfw_composes_without_the_shared_data(monkeypatch, tmp_path):
     monkeypatch.setenv("LFW_DEV", str(tmp_path / "nowhere"))
-    cfg = compose_train(["experiment=lfw", "data.lfw_test_set=4"])
-    assert cfg.data.dataset == "lfw" and cfg.data.lfw_test_set == 4
-    assert cfg.data.root == str(tmp_path / "nowhere" / "images")
-    assert cfg.data.lfw_pairs == str(tmp_path / "nowhere" / "pairs.txt")
+    cfg = compose_train(["experiment=lfw", "data.source.test_set=4"])
+    assert cfg.data.source._target_.endswith(".LFWSource") and cfg.data.source.test_set == 4
+    assert cfg.data.source.root == str(tmp_path / "nowhere" / "images")
+    assert cfg.data.source.pairs == str(tmp_path / "nowhere" / "pairs.txt")
     assert cfg.callbacks.model_checkpoint.monitor == "val/verif_acc"
     monkeypatch.delenv("LFW_DEV")
     # without $LFW_DEV: the shared folder beside the repository (CI's copy)
-    assert compose_train(["experiment=lfw"]).data.root.endswith("/data/lfw_dev/images")
+    assert compose_train(["experiment=lfw"]).data.source.root.endswith("/data/lfw_dev/images")
 
 
 def test_tiny_lfw_run_end_to_end(lfw_tree, monkeypatch, tmp_path):
@@ -119,7 +120,7 @@ def test_tiny_lfw_run_end_to_end(lfw_tree, monkeypatch, tmp_path):
     overrides = [
         *TINY[:5],
         "experiment=lfw",
-        "data.lfw_test_set=2",
+        "data.source.test_set=2",
         "data.batch_size=8",
         "data.num_workers=0",
         "data.persistent_workers=false",
@@ -131,7 +132,7 @@ def test_tiny_lfw_run_end_to_end(lfw_tree, monkeypatch, tmp_path):
     results = json.loads((out / "results.json").read_text())
     for split in ("val", "test"):
         assert 0.0 <= results[split]["verif_acc"] <= 1.0 and 0.0 <= results[split]["rank1"] <= 1.0
-    assert results["config"]["data.lfw_test_set"] == 2
+    assert results["config"]["data.source.test_set"] == 2
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
@@ -156,7 +157,8 @@ def test_the_real_photograph_study_sweeps_use_the_lfw_recipe(experiment, swept):
     recipe = compose_train(["experiment=lfw"])
     cfg = compose_train([f"experiment={experiment}"], with_hydra=True)
     assert dict(cfg.hydra.sweeper.params) == swept
-    assert cfg.data.dataset == "lfw" and cfg.data.lfw_test_set is None  # one set per seed
+    source = cfg.data.source
+    assert source._target_.endswith(".LFWSource") and source.test_set is None  # one per seed
     for key in ("loss.head", "loss.scale", "loss.margin", "optim", "trainer.max_epochs"):
         node_a, node_b = recipe, cfg
         for part in key.split("."):

@@ -5,22 +5,22 @@ import torch
 
 from balanced_align import BalancedAlignModule
 from balanced_align.data import FaceDataModule
+from balanced_align.data.source_kinds import SynthFacesSource
 from balanced_align.evaluation import anme
 
 
 @pytest.fixture(scope="module")
 def evaluation_batch():
-    datamodule = FaceDataModule(
-        image_size=48,
+    source = SynthFacesSource(
         num_train_identities=20,
         train_images_per_identity=4,
         val_identities=12,
         eval_images_per_identity=6,
         val_distractor_identities=4,
         val_num_pairs=20,
-        num_workers=0,
-        batch_size=8,
-        eval_batch_size=200,
+    )
+    datamodule = FaceDataModule(
+        source, image_size=48, num_workers=0, batch_size=8, eval_batch_size=200
     )
     datamodule.setup("fit")
     batch = next(iter(datamodule.val_dataloader()))

@@ -106,6 +106,13 @@ def test_data_config_instantiates(tmp_path):
         (["trainer.max_epochs=1.5"], r"trainer\.max_epochs must be an integer"),
         # SynthFaces never reads files, so no data source would ever check the policy
         (["data.on_bad_sample=ignore"], r"data\.on_bad_sample must be one of \['raise', 'skip'\]"),
+        # a misspelt source option added with + would only fail inside instantiate
+        (["+data.root=/x"], r"data\.root: not an option of FaceDataModule.*data\.source\.root"),
+        (["+data.source.num_train_identites=8"], r"data\.source\.num_train_identites: not an "),
+        (
+            ["data=shards", "data.source.shards=s", "+data.source.evaluation.val_pairs=20"],
+            r"data\.source\.evaluation\.val_pairs: not an option of SynthFacesEvaluation",
+        ),
         # the lr is scaled by optim.batch_size: it must be the batch that is trained
         (["optim.batch_size=32"], r"optim\.batch_size=32 must equal data\.batch_size=64"),
     ],

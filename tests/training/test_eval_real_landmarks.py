@@ -40,7 +40,10 @@ def tree(tmp_path_factory) -> dict:
     """The tiny LFW tree (48² crops) and one checkpoint per landmark method trained on it."""
     root = tmp_path_factory.mktemp("lfw")
     images, table, pairs = write_lfw_tree(root)
-    data = [f"data.root={images}", f"data.landmarks={table}", f"data.lfw_pairs={pairs}"]
+    data = [
+        f"data.source.{k}={v}"
+        for k, v in (("root", images), ("landmarks", table), ("pairs", pairs))
+    ]
     checkpoints = {}
     for method in METHODS:
         out = root / f"run_{method}"

@@ -28,6 +28,12 @@ EXTRA = {
         "trainer.devices=1",
         "trainer.precision=32-true",
     ],
+    "paper_partialfc_1m": [
+        "data=synthfaces",
+        "trainer=cpu",
+        "trainer.devices=1",
+        "trainer.precision=32-true",
+    ],
 }
 
 

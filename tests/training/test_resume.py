@@ -157,11 +157,14 @@ def test_kill_and_resume_from_last_ckpt_ends_bit_identical(
     )
 
 
-#: FAST for data=shards: the training set is the shards (no SynthFaces training-set keys)
+#: FAST for data=shards: the training set is the shards (no SynthFaces training-set keys);
+#: the SynthFaces evaluation keys are the shards' evaluation's
 SHARDS_FAST = [
-    o
+    o.replace("data.source.", "data.source.evaluation.")
     for o in FAST
-    if not o.startswith(("data.num_train_identities=", "data.train_images_per_identity="))
+    if not o.startswith(
+        ("data.source.num_train_identities=", "data.source.train_images_per_identity=")
+    )
 ]
 
 
@@ -180,8 +183,8 @@ def test_a_shards_run_killed_mid_epoch_resumes_bit_identical(tmp_path, tiny_shar
     batches, depends on the worker count, so both runs use the same one (2: persistent)."""
     data = [
         "data=shards",
-        f"data.shards={tiny_shards}",
-        "data.shuffle_buffer=6",
+        f"data.source.shards={tiny_shards}",
+        "data.source.shuffle_buffer=6",
         f"data.num_workers={workers}",
         f"data.persistent_workers={workers > 0}",
     ]

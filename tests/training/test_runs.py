@@ -15,25 +15,25 @@ EXPECTED = {"rank1", "verif_acc", "verif_auc", "anme"}
 #: the 12 AT&T identities in tests/assets, split 6 train / 3 val / 3 test
 ATT_FOLDER = [
     "data=folder",
-    f"data.root={ASSET_ATT}",
-    "data.val_fraction_identities=0.25",
-    "data.test_fraction_identities=0.25",
+    f"data.source.root={ASSET_ATT}",
+    "data.source.val_fraction_identities=0.25",
+    "data.source.test_fraction_identities=0.25",
 ]
 #: TINY's test split: 4 identities × 3 images = 24 (gallery, probe) trials
 TRIALS = 4 * 3 * 2
 #: an easy SynthFaces split: near-frontal, flat background and light, no expression, strong
 #: identity texture; 8 test identities (48 trials) against 24 one-image distractors
 EASY = [
-    "+data.synth_knobs.yaw_range=[-5,5]",
-    "+data.synth_knobs.pitch_range=[-5,5]",
-    "+data.synth_knobs.roll_range=[0,0]",
-    "+data.synth_knobs.background=flat",
-    "+data.synth_knobs.lighting=0",
-    "+data.synth_knobs.expression_strength=0",
-    "+data.synth_knobs.texture_strength=2",
-    "data.eval_yaw_range=[-5,5]",
-    "data.test_identities=8",
-    "data.test_distractor_identities=24",
+    "+data.source.synth_knobs.yaw_range=[-5,5]",
+    "+data.source.synth_knobs.pitch_range=[-5,5]",
+    "+data.source.synth_knobs.roll_range=[0,0]",
+    "+data.source.synth_knobs.background=flat",
+    "+data.source.synth_knobs.lighting=0",
+    "+data.source.synth_knobs.expression_strength=0",
+    "+data.source.synth_knobs.texture_strength=2",
+    "data.source.eval_yaw_range=[-5,5]",
+    "data.source.test_identities=8",
+    "data.source.test_distractor_identities=24",
 ]
 
 
@@ -79,7 +79,7 @@ def test_anme_exact_under_annotation_noise(tmp_path):
     points through the same warp. Without a warp, anme_exact equals the noise-free run's ANME
     (same images, same true points); FullAlign puts the noisy labels exactly on the template
     (ANME 0) but not the true points."""
-    noisy = ["test=false", "+data.synth_knobs.landmark_noise=4"]
+    noisy = ["test=false", "+data.source.synth_knobs.landmark_noise=4"]
     _, clean = _run(tmp_path / "clean", ["align=none", "loss.lambda=0", "test=false"])
     _, none = _run(tmp_path / "none", ["align=none", "loss.lambda=0", *noisy])
     _, full = _run(tmp_path / "full", ["align=fullalign", "loss.lambda=0", *noisy])

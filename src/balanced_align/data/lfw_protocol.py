@@ -185,7 +185,7 @@ def held_out_split(
     val_set = test_set % num_sets + 1 if val_set is None else int(val_set)
     if val_set == test_set:
         raise ValueError(
-            f"data.lfw_val_set={val_set} equals data.lfw_test_set: validation must not see "
+            f"data.source.val_set={val_set} equals data.source.test_set: validation must not see "
             "the test set"
         )
     test_people, val_people = set_people(pairs, test_set), set_people(pairs, val_set)

@@ -22,6 +22,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from balanced_align.geometry.precision import full_precision
+from balanced_align.models.margins import angular_margin, cosine_margin, normalized_cosine
+from balanced_align.models.partial_fc import PARTIAL_FC_MARGINS, PartialFC
 
 
 def _check(embeddings: Tensor, labels: Tensor | None, in_features: int) -> None:
@@ -36,13 +38,6 @@ def _check(embeddings: Tensor, labels: Tensor | None, in_features: int) -> None:
             )
         if labels.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"labels must be int64 class indices, got {labels.dtype}")
-
-
-@full_precision
-def normalized_cosine(embeddings: Tensor, weight: Tensor) -> Tensor:
-    """cosθ (B, C) between rows of ``embeddings`` (B, D) and class weights ``weight`` (C, D)."""
-    cos = F.linear(F.normalize(embeddings, dim=1), F.normalize(weight.to(embeddings), dim=1))
-    return cos.clamp(-1.0, 1.0)
 
 
 class _CosineHead(nn.Module):
@@ -90,8 +85,7 @@ class AMSoftmax(_CosineHead):
         self.m = float(m)
 
     def _margin(self, cos: Tensor, labels: Tensor) -> Tensor:
-        # scatter keeps the other logits bit-identical to s·cosθ
-        return cos.scatter_add(1, labels[:, None], cos.new_full((cos.shape[0], 1), -self.m))
+        return cosine_margin(cos, labels, self.m)
 
     def _hyper(self) -> dict:
         return {"s": self.s, "m": self.m}
@@ -127,16 +121,7 @@ class ArcFace(_CosineHead):
         self.easy_margin = bool(easy_margin)
 
     def _margin(self, cos: Tensor, labels: Tensor) -> Tensor:
-        target = cos.gather(1, labels[:, None])
-        # clamp: d sqrt/dx is infinite at 0 (|cosθ| = 1)
-        sin = (1.0 - target * target).clamp_min(1e-12).sqrt()
-        phi = target * math.cos(self.m) - sin * math.sin(self.m)
-        if self.easy_margin:
-            phi = torch.where(target > 0, phi, target)
-        else:
-            threshold = math.cos(math.pi - self.m)
-            phi = torch.where(target > threshold, phi, target - self.m * math.sin(self.m))
-        return cos.scatter(1, labels[:, None], phi)
+        return angular_margin(cos, labels, self.m, self.easy_margin)
 
     def _hyper(self) -> dict:
         return {"s": self.s, "m": self.m, "easy_margin": self.easy_margin}
@@ -170,12 +155,17 @@ HEADS: dict[str, type[nn.Module]] = {
     "cosface": CosFace,
     "arcface": ArcFace,
     "softmax": SoftmaxHead,
+    "partialfc": PartialFC,
 }
 
 
 def build_head(name: str, in_features: int, num_classes: int, **kwargs) -> nn.Module:
-    """Build a head by name: "amsoftmax" | "cosface" | "arcface" | "softmax"."""
+    """Build a head by name: "amsoftmax" | "cosface" | "arcface" | "softmax", or a Partial
+    FC head "partial_fc_am" | "partial_fc_cos" | "partial_fc_arc" (kwargs: s, m,
+    sample_rate)."""
     key = name.lower().replace("-", "").replace("_", "")
+    if key.startswith("partialfc") and key.removeprefix("partialfc") in PARTIAL_FC_MARGINS:
+        return PartialFC(in_features, num_classes, margin=key.removeprefix("partialfc"), **kwargs)
     if key not in HEADS:
         raise ValueError(f"head must be one of {sorted(HEADS)}, got {name!r}")
     return HEADS[key](in_features, num_classes, **kwargs)
@@ -186,7 +176,10 @@ __all__ = [
     "AMSoftmax",
     "ArcFace",
     "CosFace",
+    "PartialFC",
     "SoftmaxHead",
+    "angular_margin",
     "build_head",
+    "cosine_margin",
     "normalized_cosine",
 ]

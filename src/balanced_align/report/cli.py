@@ -40,7 +40,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=[],
         metavar="KEY[=DEFAULT]",
         help="a flat config key whose values also split the groups, e.g. "
-        "data.synth_knobs.landmark_noise=0 (DEFAULT: for runs without the key); repeatable",
+        "data.source.synth_knobs.landmark_noise=0 (DEFAULT: for runs without the key; runs "
+        "written before data.source match under data.synth_knobs…); repeatable",
     )
     parser.add_argument("--wandb", action="store_true", help="also log the report to W&B")
     parser.add_argument("--wandb-project", default="balanced-align", help="W&B project")

@@ -36,14 +36,15 @@ def _test_faces(checkpoint: Mapping, path: Path, faces: int):
     """(images, landmarks or None, titles) of ``faces`` test faces of a checkpoint's data.
 
     ``checkpoint`` is the file's contents (``path`` names it in errors). The data module is
-    rebuilt from its ``datamodule_hyper_parameters`` (no workers, no image scan); the faces
+    rebuilt from its ``datamodule_hyper_parameters`` (today's or the former flat ones; no
+    workers, no image scan); the faces
     come from the first test batch, preferring faces with landmarks, spread over yaw.
     """
     hparams = checkpoint.get("datamodule_hyper_parameters")
     if not hparams:
         raise ValueError(f"{path}: no datamodule_hyper_parameters (needed to draw its test faces)")
     overrides = {"num_workers": 0, "persistent_workers": False, "check_images": False}
-    datamodule = FaceDataModule(**{**hparams, **overrides})
+    datamodule = FaceDataModule.from_hyperparameters(hparams, **overrides)
     datamodule.setup("test")
     batch = next(iter(datamodule.test_dataloader()))
     rows = torch.arange(len(batch["image"]))

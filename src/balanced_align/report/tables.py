@@ -92,7 +92,9 @@ def alignment_variant(result: RunResult) -> tuple[str, str]:
 def parse_by(specs: Iterable[str]) -> list[tuple[str, str | None]]:
     """``["KEY", "KEY=DEFAULT", …]`` → [(key, default or None)]: flat config keys (as in
     ``results.json``'s ``config``) that also split the groups, e.g.
-    ``data.synth_knobs.landmark_noise=0`` (0 for runs whose config lacks the key)."""
+    ``data.source.synth_knobs.landmark_noise=0`` (0 for runs whose config lacks the key). A
+    run written before per-source options matches under its spelling of the key
+    (``data.synth_knobs.…``, see :func:`equivalent_keys`)."""
     parsed = []
     for spec in specs:
         key, sep, default = str(spec).partition("=")
@@ -100,6 +102,30 @@ def parse_by(specs: Iterable[str]) -> list[tuple[str, str | None]]:
             raise ValueError(f"--by {spec!r}: expected KEY or KEY=DEFAULT")
         parsed.append((key.strip(), default if sep else None))
     return parsed
+
+
+#: data options renamed when they moved into ``data.source`` (today's name → the flat name)
+RENAMED_DATA_KEYS = {"pairs": "lfw_pairs", "test_set": "lfw_test_set", "val_set": "lfw_val_set"}
+
+
+def equivalent_keys(key: str) -> tuple[str, ...]:
+    """The other spellings of a flat config key across the move of the data options into
+    ``data.source`` (``balanced_align.data.source_kinds``): ``data.source.test_set`` →
+    ``data.lfw_test_set``, ``data.source.evaluation.X`` and ``data.source.X`` → ``data.X``;
+    ``data.X`` → ``data.source.X`` and ``data.source.evaluation.X``. So one report groups
+    runs of either era."""
+    parts = key.split(".")
+    if parts[0] != "data" or parts[1:] in ([], ["source"]):
+        return ()
+    if parts[1:3] == ["source", "evaluation"]:
+        return (".".join(["data", *parts[3:]]),) if len(parts) > 3 else ()
+    if parts[1] == "source":
+        return (".".join(["data", RENAMED_DATA_KEYS.get(parts[2], parts[2]), *parts[3:]]),)
+    former = {old: new for new, old in RENAMED_DATA_KEYS.items()}
+    option = [former.get(parts[1], parts[1]), *parts[2:]]
+    return tuple(
+        ".".join(["data", *prefix, *option]) for prefix in (["source"], ["source", "evaluation"])
+    )
 
 
 def _setting_names(by: Sequence[tuple[str, str | None]]) -> list[str]:
@@ -113,8 +139,9 @@ def setting(result: RunResult, by: Sequence[tuple[str, str | None]], path="") ->
     config = result.config
     parts = []
     for name, (key, default) in zip(_setting_names(by), by):
-        if key in config:
-            value = config[key]
+        found = [k for k in (key, *equivalent_keys(key)) if k in config]
+        if found:
+            value = config[found[0]]
         elif default is not None:
             value = _parse_scalar(default)
         else:

@@ -5,6 +5,7 @@
 - :mod:`.recordio`: MXNet ``train.rec``/``.idx`` without mxnet -> :class:`RecordIOSource`.
 - :mod:`.video`: YouTube-Faces-style frame folders + splits -> :class:`VideoPairs`,
   :func:`video_embeddings`.
+- :mod:`.ijb`: IJB-B/C meta files + loose crops -> :class:`IJBSet`.
 - :mod:`.lists`: MegaFace probe/distractor lists, Multi-PIE-style pose lists,
   :func:`write_embeddings_memmap`.
 
@@ -12,6 +13,7 @@ Every reader names the file (and line, key or offset) in its errors; every forma
 writer, used by the tests to build files in the genuine layout.
 """
 
+from balanced_align.data.formats.ijb import IJBSet, read_ijb, write_ijb
 from balanced_align.data.formats.insightface_bin import (
     BinPairs,
     EncodedImages,
@@ -62,6 +64,7 @@ __all__ = [
     "RECORDIO_MAGIC",
     "BinPairs",
     "EncodedImages",
+    "IJBSet",
     "IRHeader",
     "IdentityList",
     "LFWPairs",
@@ -77,6 +80,7 @@ __all__ = [
     "read_bin",
     "read_distractor_list",
     "read_idx",
+    "read_ijb",
     "read_lfw_pairs",
     "read_pose_list",
     "read_probe_list",
@@ -87,6 +91,7 @@ __all__ = [
     "write_bin",
     "write_distractor_list",
     "write_embeddings_memmap",
+    "write_ijb",
     "write_lfw_pairs",
     "write_pose_list",
     "write_probe_list",

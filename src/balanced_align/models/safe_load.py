@@ -1,0 +1,54 @@
+"""The one ``torch.load``: ``weights_only=True``, never more (docs/design.md §4.4).
+
+Lightning checkpoints (:mod:`balanced_align.checkpoints`) and published backbone weights
+(:mod:`balanced_align.models.insightface`) are both read by :func:`load_weights_only`: a file
+that needs any pickle global beyond tensors and plain containers raises
+:class:`UnsafeCheckpointError` and nothing in it runs.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+
+
+class UnsafeCheckpointError(ValueError):
+    """A file that ``torch.load(weights_only=True)`` refuses; never loaded unsafely."""
+
+
+def load_weights_only(path: str | Path, map_location="cpu", what: str = "checkpoint"):
+    """The contents of torch file ``path`` (tensors, plain containers, numbers only).
+
+    ``what`` names the file in errors (``"checkpoint"``, ``"model.pretrained"``). A missing
+    file is a FileNotFoundError, a refused global an :class:`UnsafeCheckpointError`, anything
+    else unreadable (truncated, not a torch file) a ValueError.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise UnsafeCheckpointError(
+            f"{what} {str(path)!r} cannot be loaded safely: torch.load(weights_only=True) "
+            f"refused it ({_reason(error)}). balanced-align never falls back to unsafe loading; "
+            "save a file that holds only tensors and plain containers"
+        ) from None
+    except Exception as error:  # truncated or not a torch file: KeyError, EOFError, …
+        raise ValueError(
+            f"{what} {str(path)!r} is not a readable torch file ({type(error).__name__}: {error})"
+        ) from None
+
+
+def _reason(error: Exception) -> str:
+    """The part of torch's weights_only error that names the refused global."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        if "WeightsUnpickler error" in line:
+            return line.split(" was not an allowed global")[0]
+    return lines[0] if lines else type(error).__name__
+
+
+__all__ = ["UnsafeCheckpointError", "load_weights_only"]

@@ -1,0 +1,1 @@
+"""Hydra plugin: hydra-optuna-sweeper's search, resumable from its storage (``hparams_search``)."""
