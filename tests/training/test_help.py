@@ -27,7 +27,7 @@ def _options(group: str) -> list[str]:
 def test_train_help_names_every_training_group_option_and_tab_completion(repo_root):
     text = _help(repo_root, "train.py")
     groups = ("data", "model", "align", "loss", "optim", "trainer", "logger", "callbacks")
-    groups += ("paths", "experiment", "debug")
+    groups += ("paths", "experiment", "hparams_search", "debug")
     for group in groups:
         line_start = f"\n{group} "
         assert line_start in text, group
