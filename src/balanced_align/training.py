@@ -388,6 +388,10 @@ RESUME_IGNORED = (
     "logger.",
     "trainer.default_root_dir",
     "callbacks.model_checkpoint.dirpath",
+    # what a run prints, not what it computes
+    "print_config",
+    "callbacks.run_watcher.",
+    "callbacks.rich_model_summary.",
 )
 
 

@@ -173,3 +173,24 @@ def test_wandb_offline_holds_flat_config_named_tagged_run_and_the_scatter(tmp_pa
     ]
     panel = panels[("_wandb", "visualize", "anme_vs_rank1")]
     assert panel["panel_config"]["fieldSettings"] == {"x": "anme", "y": "rank1"}
+
+
+def test_what_a_run_prints_does_not_make_a_finished_sweep_job_run_again(tmp_path):
+    """resume_sweep compares configs: a job finished before the run lines existed (no
+    print_config, no run_watcher) is still complete; a changed λ is still refused."""
+    from balanced_align.run_result import RunResult
+    from balanced_align.training import completed_result
+
+    before = {"loss.lambda": 3.0, "seed": 0, "callbacks.rich_model_summary._target_": "x.Old"}
+    path = RunResult(method="tps", location="fmap", lambda_=3.0, seed=0, config=before).to_json(
+        tmp_path / "results.json"
+    )
+    now = {
+        **before,
+        "print_config": True,
+        "callbacks.run_watcher.every_n_steps": 50,
+        "callbacks.rich_model_summary._target_": "balanced_align.quiet.ModelSummary",
+    }
+    assert completed_result(path, now) is not None
+    with pytest.raises(ValueError, match="loss.lambda"):
+        completed_result(path, {**now, "loss.lambda": 1.0})
