@@ -192,5 +192,5 @@ def test_what_a_run_prints_does_not_make_a_finished_sweep_job_run_again(tmp_path
         "callbacks.rich_model_summary._target_": "balanced_align.quiet.ModelSummary",
     }
     assert completed_result(path, now) is not None
-    with pytest.raises(ValueError, match="loss.lambda"):
+    with pytest.raises(ValueError, match=r"loss\.lambda"):
         completed_result(path, {**now, "loss.lambda": 1.0})
