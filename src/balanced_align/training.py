@@ -258,14 +258,14 @@ def _run(cfg: DictConfig) -> float | None:
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.get("print_config", True):
-        print_config_tree(cfg, output_dir)
     results_path = output_dir / RESULTS_FILE
     if cfg.get("resume_sweep"):
         done = completed_result(results_path, flatten(plain(cfg)))
         if done is not None:
             log.info("resume_sweep: %s is complete; this job is skipped", results_path)
             return _optimized_metric(cfg, done.val, done.test)
+    if cfg.get("print_config", True):  # a job that runs: its config, also in the run dir
+        print_config_tree(cfg, output_dir)
 
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
