@@ -23,7 +23,15 @@ ROOT = "balanced_align"
 
 #: leaf utilities: they import nothing of the project but each other, and any unit may import
 #: them (the config schema is plain Python; config_store is its Hydra wiring)
-UTILITIES = {"safe_paths", "run_result", "sweeps", "devices", "config_schema", "config_store"}
+UTILITIES = {
+    "safe_paths",
+    "run_result",
+    "sweeps",
+    "devices",
+    "config_schema",
+    "config_store",
+    "config_tree",
+}
 _BELOW_MODULE = {"geometry", "core", "models", "losses", "data", "evaluation", "viz"}
 #: the jobs and command-line tools: they may import anything, and nothing but jobs imports them
 JOBS = {
@@ -37,6 +45,7 @@ JOBS = {
     "compare",
     "inference",
     "checkpoints",
+    "loggers",
     "dry_run",
 }
 
@@ -57,7 +66,13 @@ ALLOWED: dict[str, set[str]] = {
     "callbacks": _BELOW_MODULE,
     # verification on .bin sets during training (Lightning wiring of evaluation)
     "bin_verification": _BELOW_MODULE,
-    **{job: _BELOW_MODULE | {"module", "data_hook", "callbacks", ROOT} | JOBS for job in JOBS},
+    # what a run prints: validation / training lines, known noise silenced
+    "watch": _BELOW_MODULE,
+    "quiet": _BELOW_MODULE,
+    **{
+        job: _BELOW_MODULE | {"module", "data_hook", "callbacks", "watch", "quiet", ROOT} | JOBS
+        for job in JOBS
+    },
 }
 
 

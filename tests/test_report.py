@@ -529,14 +529,14 @@ def test_report_of_a_real_tiny_training_run(tmp_path):
     run(compose_train([*TINY, *fast], output_dir=tmp_path / "job"))
     written = RunResult.from_json(tmp_path / "job" / "results.json")
     raw = json.loads((tmp_path / "job" / "results.json").read_text())
-    assert raw["schema_version"] == 1 and set(raw) == set(written.to_dict())
+    assert raw["schema_version"] == 2 and set(raw) == set(written.to_dict())
     report = make_report(tmp_path, tmp_path / "out")
     assert not report.skipped and len(report.runs) == 1
     row = report.runs.iloc[0]
     assert (row.method, row.location, row["lambda"], row.seed) == ("none", "none", 0.0, 3)
     assert row.stage == "val" and row.run_dir == str((tmp_path / "job").resolve())
     for metric in ("rank1", "verif_acc"):
-        assert row[metric] == pytest.approx(raw["val"][metric])
+        assert row[metric] == pytest.approx(raw["val_best"][metric])
     assert report.summary.n_runs.tolist() == [1]
     assert (tmp_path / "out" / "report.md").is_file()
 

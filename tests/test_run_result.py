@@ -131,3 +131,37 @@ def test_files_from_before_the_schema_read_with_keys_from_the_config(tmp_path):
     path.write_text(json.dumps(legacy))
     with pytest.raises(RunResultError, match=r"missing key\(s\) \['seed'\]"):
         RunResult.from_json(path)
+
+
+def test_the_best_checkpoints_val_metrics_are_kept_apart_from_the_last_validation(tmp_path):
+    result = _result(val_best={"rank1": 0.75, "anme": math.nan}, tested="best_checkpoint")
+    raw = json.loads(result.to_json(tmp_path / "results.json").read_text())
+    assert raw["val"] == {"rank1": 0.5, "anme": None}  # the last validation
+    assert raw["val_best"] == {"rank1": 0.75, "anme": None}  # the tested weights' validation
+    assert raw["tested"] == "best_checkpoint"
+    back = RunResult.from_json(tmp_path / "results.json")
+    assert back.val_best == {"rank1": 0.75, "anme": None} and back.tested == "best_checkpoint"
+
+
+def test_version_1_files_read_without_val_best_and_tested(tmp_path):
+    data = _result().to_dict()
+    del data["val_best"], data["tested"]
+    data["schema_version"] = 1
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(data))
+    back = RunResult.from_json(path)
+    assert back.schema_version == 1 and back.val_best == {} and back.tested is None
+    assert back.val == {"rank1": 0.5, "anme": None}
+    data["schema_version"] = 2  # the same keys are incomplete for version 2
+    path.write_text(json.dumps(data))
+    with pytest.raises(RunResultError, match=r"missing key\(s\) \['val_best', 'tested'\]"):
+        RunResult.from_json(path)
+
+
+def test_tested_names_one_of_the_known_weights(tmp_path):
+    data = _result(tested="best_checkpoint").to_dict()
+    data["tested"] = "final"
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(RunResultError, match="'tested' must be one of"):
+        RunResult.from_json(path)

@@ -54,6 +54,7 @@ class TrainSettings:
     resume_sweep: bool = MISSING
     test: bool = MISSING
     figures: bool = MISSING
+    print_config: bool = MISSING
     optimized_metric: str | None = MISSING
 
 

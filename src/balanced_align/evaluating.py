@@ -612,9 +612,10 @@ def _log(cfg: DictConfig, results: dict) -> None:
     """Send the metrics to the configured loggers (``logger=csv|tensorboard|wandb``)."""
     if not cfg.get("logger"):
         return
-    from balanced_align.training import _loggers, flatten
+    from balanced_align.loggers import build_loggers
+    from balanced_align.training import flatten
 
-    loggers = _loggers(cfg)
+    loggers = build_loggers(cfg)
     flat = {
         f"{name}/{key}": float(value)
         for name, metrics in results["benchmarks"].items()

@@ -23,6 +23,7 @@ import math
 from collections.abc import Mapping
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -96,7 +97,8 @@ class BalancedAlignModule(L.LightningModule):
                 "template_init": template_init,
                 "num_landmarks": num_landmarks,
                 "schema": schema,
-            }
+            },
+            logger=False,  # loggers get the run's flat config from the training job instead
         )
         self.schema = get_schema(schema)
         self.lam = float(loss["lambda"])
@@ -350,7 +352,11 @@ class BalancedAlignModule(L.LightningModule):
         log["train/acc"] = accuracy
         log["train/loss"] = total.detach()
         self._check_finite(log)
+        loss = log.pop("train/loss")
         self.log_dict(log, on_step=True, on_epoch=True, batch_size=batch_size, sync_dist=False)
+        self.log(
+            "train/loss", loss, on_step=True, on_epoch=True, batch_size=batch_size, prog_bar=True
+        )
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, batch_size=1)
         return total
 
@@ -387,8 +393,16 @@ class BalancedAlignModule(L.LightningModule):
         return next((i for i, p in enumerate(params) if p is self.head.weight), None)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """A sharded head's full (C, D) centres and momentum, gathered on rank 0 (every
-        rank calls this hook), so the checkpoint loads at any world size."""
+        """The validation metrics of the saved weights (``val_metrics``: the last validation's
+        ``val/…`` values; results.json's ``val_best`` reads them), and a sharded head's full
+        (C, D) centres and momentum, gathered on rank 0 (every rank calls this hook), so the
+        checkpoint loads at any world size."""
+        if self._trainer is not None:
+            checkpoint["val_metrics"] = {
+                k: float(v)
+                for k, v in self.trainer.callback_metrics.items()
+                if k.startswith("val/")
+            }
         if not (self.partial_fc and self.head.sharded):
             return
         full = self.head.gather_full()
@@ -492,18 +506,15 @@ class BalancedAlignModule(L.LightningModule):
             return
         rows = collector.compute()
         collector.reset()
-        indices = rows["indices"].cpu()
-        if not torch.equal(indices, torch.arange(len(indices))):
-            raise RuntimeError(
-                f"{stage}: evaluation rows are not the dataset indices 0..{len(indices) - 1}; "
-                "every evaluation item must be seen (no limit_{stage}_batches < 1.0)"
-            )
         protocol = self._protocols.get(stage)
         if protocol is None:
             raise RuntimeError(
                 f"{stage}: no evaluation protocol; call set_evaluation_protocols({stage}=…) or "
                 "run with a data module that provides one (see balanced_align.data_hook)"
             )
+        protocol = self._protocol_of_seen_rows(
+            protocol, rows["indices"].cpu().numpy(), rows["labels"].cpu().numpy(), stage
+        )
         metrics = evaluate_protocol(
             protocol, rows["embeddings"], labels=rows["labels"], yaw=rows["yaw"]
         )
@@ -526,6 +537,26 @@ class BalancedAlignModule(L.LightningModule):
         logged = {f"{stage}/{k}": float(v) for k, v in metrics.items()}
         # every rank computed the same numbers from the gathered rows: no further reduction
         self.log_dict(logged, sync_dist=False, rank_zero_only=False)
+
+    def _protocol_of_seen_rows(
+        self, protocol: EvaluationProtocol, seen, labels, stage: str
+    ) -> EvaluationProtocol:
+        """``protocol`` on the evaluated rows ``seen`` (dataset indices, in row order): itself
+        when they are 0..N-1 and cover it; else restricted to them, with a warning naming
+        what was left out (a part of the set: ``limit_{stage}_batches``, ``fast_dev_run``)."""
+        if (seen == np.arange(seen.size)).all() and protocol.max_row() < seen.size:
+            return protocol
+        restricted = protocol.restricted(seen, labels)
+        before, after = protocol.counts(), restricted.counts()
+        kept = ", ".join(f"{k} {after[k]}/{n}" for k, n in before.items() if n)
+        log.warning(
+            "%s: %d rows of the evaluation set were evaluated (a limited run); its protocol is "
+            "restricted to them: %s. These metrics do not compare with a full evaluation",
+            stage,
+            seen.size,
+            kept,
+        )
+        return restricted
 
     def _anme(self, metric: str, points: Tensor, valid: Tensor, stage: str) -> float:
         """ANME of aligned ``points`` (N, S, 2) where ``valid`` (N, S); NaN, with a warning

@@ -3,17 +3,27 @@ by the report through the one :class:`RunResult` schema.
 
 The file is a JSON object::
 
-    {"schema_version": 1, "run": "tps@fmap λ=3.0 seed=0", "method": "tps",
+    {"schema_version": 2, "run": "tps@fmap λ=3.0 seed=0", "method": "tps",
      "tps_grid_size": 8, "location": "fmap", "lambda": 3.0, "seed": 0,
-     "val": {"rank1": 0.51, "anme": null, …}, "test": {…},
+     "val": {"rank1": 0.51, "anme": null, …}, "val_best": {…}, "test": {…},
+     "tested": "best_checkpoint" | "last" | null,
      "best_checkpoint": ".../checkpoints/best-epoch05.ckpt" | null,
      "epochs": 6, "global_step": 240, "wall_time_s": 246.1,
      "config": {"loss.lambda": 3.0, …}, "results_path": ".../results.json"}
 
-Metrics are numbers or null (NaN and ±inf are written as null). ``config`` is the run's flat
-config (``{"loss.lambda": 3.0, …}``). Files without ``schema_version`` were written before
-this schema existed (version 0): only method, location, lambda and seed are required there
-(each also found in ``config``), the rest takes defaults.
+Three sets of metrics, from two points in time:
+
+- ``val``: the *last* validation of the run (the final weights);
+- ``val_best``: the validation of the weights in ``best_checkpoint`` (empty without one);
+- ``test``: the test of the weights named by ``tested``: ``best_checkpoint``'s, or ``last``
+  (the final weights, when no best checkpoint was kept); null when nothing was tested.
+
+So ``val_best`` and ``test`` describe the same weights. Metrics are numbers or null (NaN and
+±inf are written as null). ``config`` is the run's flat config (``{"loss.lambda": 3.0, …}``).
+Older files are read too: version 1 had no ``val_best`` and ``tested`` (read as empty / null);
+files without ``schema_version`` were written before this schema existed (version 0): only
+method, location, lambda and seed are required there (each also found in ``config``), the rest
+takes defaults.
 
 :meth:`RunResult.to_json` writes atomically (a temporary file in the same directory, then
 ``os.replace``): a reader sees the old file or the whole new one, never a truncated one.
@@ -30,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 #: the version :meth:`RunResult.to_json` writes and the newest :meth:`RunResult.from_json` reads
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: the file name of a run's result inside its output directory
 RESULTS_FILE = "results.json"
 #: version-0 keys that may be taken from the flat config
@@ -41,8 +51,9 @@ _CONFIG_KEYS = {
     "seed": "seed",
     "tps_grid_size": "align.tps_grid_size",
 }
-#: keys that a version-1 file must hold but may set to null
+#: keys that a file of version >= 1 must hold but may set to null
 _NULLABLE = {
+    "tested",
     "tps_grid_size",
     "best_checkpoint",
     "epochs",
@@ -50,6 +61,12 @@ _NULLABLE = {
     "wall_time_s",
     "results_path",
 }
+
+
+#: keys added by version 2 (absent from version-1 files)
+_SINCE_VERSION_2 = ("val_best", "tested")
+#: what ``tested`` may say: whose weights the test metrics are of
+TESTED = ("best_checkpoint", "last")
 
 
 class RunResultError(ValueError):
@@ -78,6 +95,10 @@ def _finite_or_none(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _finite_metrics(metrics: dict) -> dict[str, float | None]:
+    return {k: None if v is None else _finite_or_none(v) for k, v in metrics.items()}
+
+
 @dataclass
 class RunResult:
     """One training run's outcome (see the module docstring for the file).
@@ -91,6 +112,8 @@ class RunResult:
     seed: int
     val: dict[str, float | None] = field(default_factory=dict)
     test: dict[str, float | None] = field(default_factory=dict)
+    val_best: dict[str, float | None] = field(default_factory=dict)
+    tested: str | None = None
     run: str = ""
     tps_grid_size: int | None = None
     best_checkpoint: str | None = None
@@ -112,8 +135,10 @@ class RunResult:
             "location": self.location,
             "lambda": self.lambda_,
             "seed": self.seed,
-            "val": {k: None if v is None else _finite_or_none(v) for k, v in self.val.items()},
-            "test": {k: None if v is None else _finite_or_none(v) for k, v in self.test.items()},
+            "val": _finite_metrics(self.val),
+            "val_best": _finite_metrics(self.val_best),
+            "test": _finite_metrics(self.test),
+            "tested": self.tested,
             "best_checkpoint": self.best_checkpoint,
             "epochs": self.epochs,
             "global_step": self.global_step,
@@ -176,6 +201,8 @@ class RunResult:
             if unknown:
                 raise RunResultError(f"{source}: unknown key(s) {unknown}")
             required = cls._json_keys()
+            if version == 1:  # before val_best and tested
+                required = tuple(k for k in required if k not in _SINCE_VERSION_2)
         missing = [k for k in required if values.get(k) is None and k not in _NULLABLE]
         missing += [k for k in required if k in _NULLABLE and k not in values]
         if missing:
@@ -189,6 +216,8 @@ class RunResult:
             seed=int(_typed(values, "seed", int, source)),
             val=_metrics(values, "val", source),
             test=_metrics(values, "test", source),
+            val_best=_metrics(values, "val_best", source),
+            tested=_tested(values, source),
             run=_typed(values, "run", str, source) or "",
             tps_grid_size=_typed(values, "tps_grid_size", int, source),
             best_checkpoint=_typed(values, "best_checkpoint", str, source),
@@ -211,7 +240,9 @@ class RunResult:
             "lambda",
             "seed",
             "val",
+            "val_best",
             "test",
+            "tested",
             "best_checkpoint",
             "epochs",
             "global_step",
@@ -246,3 +277,10 @@ def _metrics(values: dict, stage: str, source) -> dict[str, float | None]:
             raise RunResultError(f"{source}: {stage} metric {name!r} must be a number or null")
         checked[name] = None if value is None else float(value)
     return checked
+
+
+def _tested(values: dict, source) -> str | None:
+    tested = _typed(values, "tested", str, source)
+    if tested is not None and tested not in TESTED:
+        raise RunResultError(f"{source}: 'tested' must be one of {list(TESTED)}, got {tested!r}")
+    return tested

@@ -11,13 +11,11 @@ import inspect
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -25,10 +23,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from balanced_align.checkpoints import module_from_checkpoint, read_checkpoint
 from balanced_align.config_schema import ModuleConfig
+from balanced_align.config_tree import print_config_tree
 from balanced_align.data.source_kinds import unknown_keys
 from balanced_align.data.validation import BAD_SAMPLE_POLICIES
+from balanced_align.loggers import build_loggers, log_config, log_final
 from balanced_align.models import LANDMARK_METHODS
 from balanced_align.module import BalancedAlignModule
+from balanced_align.quiet import silence_known_noise
 from balanced_align.run_result import RESULTS_FILE, RunResult, RunResultError
 
 log = logging.getLogger(__name__)
@@ -147,32 +148,6 @@ def needs_landmarks(cfg: DictConfig) -> str | None:
     return None
 
 
-def _loggers(cfg: DictConfig) -> list:
-    loggers = []
-    for name, conf in (cfg.get("logger") or {}).items():
-        if conf is None or "_target_" not in conf:
-            continue
-        kwargs = {}
-        if conf._target_.endswith("WandbLogger"):
-            kwargs = _wandb_kwargs(conf)
-        loggers.append(instantiate(conf, **kwargs))
-        log.info("logger %s: %s", name, conf._target_)
-    return loggers
-
-
-def _wandb_kwargs(conf: DictConfig) -> dict:
-    """Offline without an API key; the runs of one multirun share a group."""
-    kwargs = {}
-    if not os.environ.get("WANDB_API_KEY") and os.environ.get("WANDB_MODE") not in ("online",):
-        kwargs["offline"] = True
-        os.environ.setdefault("WANDB_MODE", "offline")
-    if conf.get("group") is None and HydraConfig.initialized():
-        hydra = HydraConfig.get()
-        if hydra.mode is not None and hydra.mode.name == "MULTIRUN":
-            kwargs["group"] = Path(hydra.sweep.dir).name
-    return kwargs
-
-
 def _callbacks(cfg: DictConfig) -> list:
     return [
         instantiate(conf)
@@ -217,20 +192,37 @@ def _print_summary(results: dict) -> None:
 
     table = Table(title=f"balanced-align: {results['run']}")
     table.add_column("metric")
-    for stage in ("val", "test"):
+    stages = [s for s in ("val", "val_best", "test") if results.get(s)]
+    for stage in stages:
         table.add_column(stage, justify="right")
     names = list(SUMMARY_METRICS) + sorted(
-        {k for s in ("val", "test") for k in results.get(s, {})} - set(SUMMARY_METRICS)
+        {k for s in stages for k in results.get(s, {})} - set(SUMMARY_METRICS)
     )
     for name in names:
         cells = []
-        for stage in ("val", "test"):
+        for stage in stages:
             value = results.get(stage, {}).get(name)
             cells.append("-" if value is None else f"{value:.4f}")
         if any(c != "-" for c in cells):
             table.add_row(name, *cells)
     Console().print(table)
-    print(f"wall time {results['wall_time_s']:.1f} s; results in {results['results_path']}")
+    if results.get("tested"):
+        print(f"val: the last validation; val_best, test: the {results['tested']} weights")
+
+
+def _print_paths(result: RunResult, output_dir: Path) -> None:
+    """Where the run's files are (rank 0, at the end)."""
+    lines = [f"wall time {result.wall_time_s:.1f} s", f"results      {result.results_path}"]
+    for label, path in (
+        ("best ckpt   ", result.best_checkpoint),
+        ("checkpoints ", output_dir / "checkpoints"),
+        ("figures     ", output_dir / "figures"),
+        ("config tree ", output_dir / "config_tree.log"),
+        ("log         ", output_dir / "train.log"),
+    ):
+        if path is not None and Path(path).exists():
+            lines.append(f"{label} {path}")
+    print("\n".join(lines))
 
 
 def run(cfg: DictConfig) -> float | None:
@@ -257,6 +249,7 @@ def run(cfg: DictConfig) -> float | None:
 def _run(cfg: DictConfig) -> float | None:
     start = time.perf_counter()
     config = validate(cfg)
+    silence_known_noise()
     if cfg.get("dry_run"):  # build and measure on the CPU, no data, no training
         _dry_run(cfg, config)
         return None
@@ -271,6 +264,8 @@ def _run(cfg: DictConfig) -> float | None:
         if done is not None:
             log.info("resume_sweep: %s is complete; this job is skipped", results_path)
             return _optimized_metric(cfg, done.val, done.test)
+    if cfg.get("print_config", True):  # a job that runs: its config, also in the run dir
+        print_config_tree(cfg, output_dir)
 
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
@@ -295,10 +290,9 @@ def _run(cfg: DictConfig) -> float | None:
         num_landmarks=datamodule.schema.num_points if datamodule.schema else 84,
         schema=datamodule.schema.name if datamodule.schema else "lmk84",
     )
-    loggers = _loggers(cfg)
+    loggers = build_loggers(cfg)
     flat_config = flatten(plain(cfg))
-    for logger in loggers:
-        logger.log_hyperparams(flat_config)
+    log_config(loggers, flat_config)
     trainer: L.Trainer = instantiate(
         cfg.trainer, logger=loggers or False, callbacks=_callbacks(cfg)
     )
@@ -318,14 +312,15 @@ def _run(cfg: DictConfig) -> float | None:
         for k, v in trainer.callback_metrics.items()
         if k.startswith("val/")
     }
-    test_metrics = {}
+    test_metrics, val_best = {}, {}
     best_path = _own_best_checkpoint(trainer)
+    best = None if best_path is None else read_checkpoint(best_path)
+    if best is not None:  # the validation of the best weights (module.on_save_checkpoint)
+        val_best = {
+            k.removeprefix("val/"): _finite(v) for k, v in best.get("val_metrics", {}).items()
+        }
     if cfg.get("test"):
-        tested = (
-            model
-            if best_path is None
-            else module_from_checkpoint(read_checkpoint(best_path), best_path)
-        )
+        tested = model if best is None else module_from_checkpoint(best, best_path)
         results = trainer.test(tested, datamodule=datamodule)
         if results:
             test_metrics = {k.removeprefix("test/"): _finite(v) for k, v in results[0].items()}
@@ -338,7 +333,9 @@ def _run(cfg: DictConfig) -> float | None:
         lambda_=float(cfg.loss["lambda"]),
         seed=int(cfg.seed),
         val=val_metrics,
+        val_best=val_best,
         test=test_metrics,
+        tested=None if not test_metrics else ("last" if best is None else "best_checkpoint"),
         best_checkpoint=None if best_path is None else str(best_path),
         epochs=trainer.current_epoch,
         global_step=trainer.global_step,
@@ -349,7 +346,8 @@ def _run(cfg: DictConfig) -> float | None:
     if trainer.is_global_zero:
         result.to_json(results_path)  # atomic: a kill mid-write leaves no truncated file
         _print_summary(result.to_dict())
-    _finish_wandb(loggers, val_metrics, test_metrics)
+        _print_paths(result, output_dir)
+    log_final(loggers, flat_config, result)
 
     return _optimized_metric(cfg, val_metrics, test_metrics)
 
@@ -390,6 +388,10 @@ RESUME_IGNORED = (
     "logger.",
     "trainer.default_root_dir",
     "callbacks.model_checkpoint.dirpath",
+    # what a run prints, not what it computes
+    "print_config",
+    "callbacks.run_watcher.",
+    "callbacks.rich_model_summary.",
 )
 
 
@@ -422,22 +424,3 @@ def completed_result(results_path: Path, flat_config: dict) -> RunResult | None:
             f"{', …' if len(differ) > 5 else ''}); use a new hydra.sweep.dir or move it away"
         )
     return done
-
-
-def _finish_wandb(loggers: list, val_metrics: dict, test_metrics: dict) -> None:
-    """Put the final metrics in each W&B run's summary, then close it (between sweep jobs)."""
-    from lightning.pytorch.loggers import WandbLogger
-
-    for logger in loggers:
-        if isinstance(logger, WandbLogger):
-            logger.experiment.summary.update(
-                {
-                    f"{stage}/{key}": value
-                    for stage, metrics in (("val", val_metrics), ("test", test_metrics))
-                    for key, value in metrics.items()
-                    if value is not None
-                }
-            )
-            import wandb
-
-            wandb.finish()

@@ -12,7 +12,7 @@ switch a protocol off.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -123,3 +123,72 @@ class EvaluationProtocol:
                 )
         if self.pose_tolerance < 0:
             raise ValueError("EvaluationProtocol.pose_tolerance must be >= 0")
+
+    def counts(self) -> dict[str, int]:
+        """Number of rows (pairs for ``pairs_a``) each protocol field refers to."""
+        counts = {name: int(np.asarray(getattr(self, name)).size) for name in self._INDEX_FIELDS}
+        counts.pop("pairs_b")
+        if self.anme_indices is not None:
+            counts["anme_indices"] = int(np.asarray(self.anme_indices).size)
+        return counts
+
+    def restricted(
+        self, seen: Sequence[int] | np.ndarray, labels: Sequence[int] | np.ndarray | None = None
+    ) -> EvaluationProtocol:
+        """The protocol on the subset ``seen`` of the rows, renumbered: row ``seen[j]`` of this
+        protocol is row j of the result.
+
+        For an evaluation of part of a set (``limit_val_batches``, ``fast_dev_run``,
+        ``overfit_batches``): a pair is kept when both its rows were seen, an index row when
+        it was seen. Kept pairs keep their fold ids (the contiguous default folds of the whole
+        set are made explicit); verification is switched off when the kept pairs span fewer
+        than two folds or lack same or different pairs (no threshold could be chosen).
+        ``labels`` (identities of the seen rows, in the order of ``seen``) also drops the
+        per-pose probes whose identity's gallery image was not seen; without them the per-pose
+        protocol is kept only when its whole gallery was seen.
+        """
+        seen = np.asarray(seen, dtype=np.int64)
+        if seen.ndim != 1 or np.unique(seen).size != seen.size or (seen.size and seen.min() < 0):
+            raise ValueError("EvaluationProtocol.restricted: seen must be distinct rows >= 0")
+        size = max(int(seen.max(initial=-1)) + 1, self.max_row() + 1)
+        position = np.full(size, -1, dtype=np.int64)
+        position[seen] = np.arange(seen.size)
+
+        def keep(name: str) -> np.ndarray:
+            rows = np.asarray(getattr(self, name), dtype=np.int64)
+            return position[rows][position[rows] >= 0]
+
+        pairs_a = np.asarray(self.pairs_a, dtype=np.int64)
+        pairs_b = np.asarray(self.pairs_b, dtype=np.int64)
+        kept = (position[pairs_a] >= 0) & (position[pairs_b] >= 0)
+        folds = self.pair_folds
+        if folds is None:
+            folds = contiguous_folds(pairs_a.size, 10) if pairs_a.size >= 10 else None
+        folds = None if folds is None else np.asarray(folds)[kept]
+        issame = np.asarray(self.issame).astype(bool)[kept]
+        if folds is None or np.unique(folds).size < 2 or np.unique(issame).size < 2:
+            kept = np.zeros_like(kept)
+            folds, issame = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
+        gallery, pose_probes = keep("gallery_indices"), keep("pose_probe_indices")
+        if labels is not None:
+            labels = np.asarray(labels)
+            pose_probes = pose_probes[np.isin(labels[pose_probes], labels[gallery])]
+        elif gallery.size < np.asarray(self.gallery_indices).size:
+            pose_probes = np.zeros(0, dtype=np.int64)
+        return replace(
+            self,
+            pairs_a=position[pairs_a[kept]],
+            pairs_b=position[pairs_b[kept]],
+            issame=issame,
+            pair_folds=folds if kept.any() else None,
+            probe_indices=keep("probe_indices"),
+            distractor_indices=keep("distractor_indices"),
+            gallery_indices=gallery if pose_probes.size else np.zeros(0, dtype=np.int64),
+            pose_probe_indices=pose_probes,
+            anme_indices=None if self.anme_indices is None else keep("anme_indices"),
+        )
+
+    def max_row(self) -> int:
+        """The largest row any protocol field refers to (-1 when none)."""
+        names = [*self._INDEX_FIELDS] + (["anme_indices"] if self.anme_indices is not None else [])
+        return max((int(np.max(getattr(self, n), initial=-1)) for n in names), default=-1)

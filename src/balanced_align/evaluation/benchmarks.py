@@ -330,7 +330,13 @@ def faiss_topk(probes: np.ndarray, distractors, k: int, chunk_size: int) -> np.n
     """Top-k distractor cosine similarities per probe with faiss ``IndexFlatIP``, chunk by
     chunk (one chunk's index in memory at a time). probes: (P, D) unit rows;
     distractors: (N, D) array or memmap. Returns (P, k) float32 descending, −inf padded."""
-    import faiss
+    try:
+        import faiss
+    except ImportError as err:
+        raise ImportError(
+            "benchmark.megaface.backend=faiss needs faiss: pip install 'balanced-align[faiss]' "
+            "(or use backend=builtin, the same result)"
+        ) from err
 
     probes = np.ascontiguousarray(probes, np.float32)
     top = np.full((probes.shape[0], k), -np.inf, np.float32)

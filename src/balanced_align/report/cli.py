@@ -24,7 +24,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--stage",
         choices=STAGES,
         default="auto",
-        help="metrics of the test or val split (auto: test where present, else val)",
+        help="metrics of the test or val split (auto: test where present, else val; val: "
+        "the best checkpoint's validation where recorded, else the last one)",
     )
     parser.add_argument(
         "--faces",

@@ -184,10 +184,13 @@ def run_row(
     stage: str = "auto",
     by: Sequence[tuple[str, str | None]] = (),
 ) -> dict:
-    """One runs-table row from a read ``results.json`` (``by``: see :func:`parse_by`)."""
+    """One runs-table row from a read ``results.json`` (``by``: see :func:`parse_by`).
+
+    ``val`` metrics are those of the best checkpoint (``val_best``, the weights that were
+    tested) where the file has them, else the run's last validation (older files)."""
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
-    test, val = result.test, result.val
+    test, val = result.test, result.val_best or result.val
     chosen = stage if stage != "auto" else ("test" if test else "val")
     metrics = test if chosen == "test" else val
     if not metrics:

@@ -8,6 +8,21 @@ from balanced_align.report.document import Report
 from balanced_align.report.markdown import summary_display
 from balanced_align.viz.export import figure_to_array
 
+#: the key (under the prefix) of the ANME vs rank-1 scatter plot across runs
+SCATTER = "anme_vs_rank1_points"
+#: the columns of its table
+POINT_COLUMNS = (
+    "method_name",
+    "location",
+    "lambda",
+    "seed",
+    "stage",
+    "anme",
+    "rank1",
+    "anme_failed_frac",
+    "run_dir",
+)
+
 
 def _wandb_table(table: pd.DataFrame):
     import wandb
@@ -33,5 +48,18 @@ def log_report_to_wandb(report: Report, run=None, prefix: str = "report") -> boo
     }
     for name, fig in report.figures.items():
         payload[f"{prefix}/{name}"] = wandb.Image(figure_to_array(fig, dpi=110), caption=name)
+    points = anme_rank1_points(report.runs)
+    if len(points):
+        payload[f"{prefix}/{SCATTER}"] = wandb.plot.scatter(
+            _wandb_table(points), "anme", "rank1", title="ANME vs rank-1, one point per run"
+        )
     run.log(payload)
     return True
+
+
+def anme_rank1_points(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per run with both ANME and rank-1: :data:`POINT_COLUMNS` that the table has."""
+    if not {"anme", "rank1"} <= set(runs.columns):
+        return runs.iloc[0:0]
+    kept = runs.dropna(subset=["anme", "rank1"])
+    return kept[[c for c in POINT_COLUMNS if c in kept.columns]].reset_index(drop=True)
