@@ -166,8 +166,12 @@ def anme_rank1_rows(result: RunResult) -> list[list]:
     return rows
 
 
+@rank_zero_only
 def log_final(loggers: list, flat_config: dict, result: RunResult) -> None:
-    """Final metrics to every logger that keeps them apart from the curves, then close W&B."""
+    """Final metrics to every logger that keeps them apart from the curves, then close W&B.
+
+    Global rank 0 only: under ``ddp`` every rank runs the job, and the other ranks' W&B
+    loggers hold Lightning's dummy experiment (no ``summary``)."""
     metrics = final_metrics(result)
     for logger in loggers:
         if isinstance(logger, LightningTensorBoardLogger):
