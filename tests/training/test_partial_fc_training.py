@@ -129,3 +129,28 @@ def test_ddp_spawn_trains_and_saves_the_full_centres(tmp_path):
     assert momentum.shape == saved.shape and bool(momentum[shard_bounds(CLASSES, 1, 2)[0] :].any())
     fresh = _module()  # one process loads it as it is
     fresh.load_state_dict(checkpoint["state_dict"])
+
+
+def test_a_one_process_checkpoint_resumes_sharded_with_its_momentum(tmp_path):
+    """Saved by one process (head not sharded), loaded by rank 1 of 2: the momentum of the
+    centres must be cut to that rank's rows like the centres (SGD adds it to their grads)."""
+    module = _module(sample_rate=0.5)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=2,
+        limit_val_batches=0,
+        logger=False,
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[LastCheckpoint(tmp_path)],
+    )
+    trainer.fit(module, DataLoader(_Faces(), batch_size=4, drop_last=True))
+    checkpoint = read_checkpoint(tmp_path / "last.ckpt")
+    slot = module._head_optimizer_slot()  # the centres' entry in the optimizer state
+    target = _module(sample_rate=0.5)
+    target.head.shard(1, 2)
+    target.on_load_checkpoint(checkpoint)
+    momentum = checkpoint["optimizer_states"][0]["state"][slot]["momentum_buffer"]
+    assert momentum.shape == target.head.weight.shape == (2, MODEL["embedding_dim"])
