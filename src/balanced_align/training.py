@@ -357,12 +357,11 @@ def _dry_run(cfg: DictConfig, config: ModuleConfig) -> None:
     DoesNotFitError when the paper's batch would not fit its 11 GB cards."""
     from balanced_align.dry_run import dry_run
 
-    paper = cfg.get("paper") or {}
-    num_classes = cfg.data.get("num_classes", paper.get("num_classes"))
-    if num_classes is None:
+    num_classes = (cfg.get("paper") or {}).get("num_classes")
+    if num_classes is None:  # data.* keys are the data module's options: none counts these
         raise ValueError(
             "+dry_run=true needs the number of identities: set paper.num_classes (the "
-            "experiments paper_* do) or data.num_classes"
+            "experiments paper_* do; elsewhere +paper.num_classes=N)"
         )
     devices, nodes = cfg.trainer.get("devices", 1), cfg.trainer.get("num_nodes", 1)
     if not isinstance(devices, int):
