@@ -118,3 +118,14 @@ def test_without_the_identity_count_the_error_names_a_key_the_job_takes(tmp_path
     assert keys
     for key in keys:  # each key the message suggests passes the job's checks
         validate(compose_train([*overrides, f"+{key}=1000"], output_dir=tmp_path))
+
+
+def test_the_dry_run_reads_no_pretrained_weights(tmp_path):
+    """It measures memory only: model.pretrained (a file on the cluster, maybe not here) is
+    neither needed nor read."""
+    config = ModuleConfig.from_mappings(
+        model={**MODEL, "pretrained": str(tmp_path / "not_here" / "backbone.pth")},
+        align={"method": "none"},
+        loss={"lambda": 0.0},
+    )
+    assert dry_run(config, 1000, cards=8, amp=True).parameters == iresnet_parameters()
