@@ -35,3 +35,14 @@ def test_a_wandb_logger_of_another_rank_is_left_alone(tmp_path, monkeypatch, ran
     )
     log_final([logger], {"loss.lambda": 3.0}, result)  # raised TypeError on rank 1 (no summary)
     assert not list(tmp_path.glob("wandb/offline-run-*"))  # and no run was started
+
+
+def test_the_config_tree_is_printed_and_saved_by_rank_zero_only(tmp_path, capsys, rank_one):
+    from omegaconf import OmegaConf
+
+    from balanced_align.config_tree import TREE_FILE
+    from balanced_align.training import _print_config
+
+    _print_config(OmegaConf.create({"loss": {"lambda": 3.0}}), tmp_path)
+    assert not (tmp_path / TREE_FILE).exists()
+    assert "lambda" not in capsys.readouterr().out
