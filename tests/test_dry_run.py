@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -20,7 +21,7 @@ from balanced_align.dry_run import (
     estimate,
     saved_tensor_bytes,
 )
-from balanced_align.training import run
+from balanced_align.training import run, validate
 from tests.training_helpers import compose_train
 
 #: a tiny recogniser: IR-ResNet-18 at ⅛ width (channels 8, 8, 16, 32, 64), 16², D = 8
@@ -106,3 +107,25 @@ def test_train_py_dry_run(tmp_path, capsys, classes, fits):
     else:
         with pytest.raises(DoesNotFitError, match="experiment train does not fit"):
             run(cfg)
+
+
+def test_without_the_identity_count_the_error_names_a_key_the_job_takes(tmp_path):
+    overrides = [f"model.{k}={str(v).lower()}" for k, v in MODEL.items()]
+    overrides += ["align=none", "loss.lambda=0", "+dry_run=true"]
+    with pytest.raises(ValueError, match=r"num_classes") as error:
+        run(compose_train(overrides, output_dir=tmp_path))
+    keys = sorted(set(re.findall(r"\b(\w+\.num_classes)\b", str(error.value))))
+    assert keys
+    for key in keys:  # each key the message suggests passes the job's checks
+        validate(compose_train([*overrides, f"+{key}=1000"], output_dir=tmp_path))
+
+
+def test_the_dry_run_reads_no_pretrained_weights(tmp_path):
+    """It measures memory only: model.pretrained (a file on the cluster, maybe not here) is
+    neither needed nor read."""
+    config = ModuleConfig.from_mappings(
+        model={**MODEL, "pretrained": str(tmp_path / "not_here" / "backbone.pth")},
+        align={"method": "none"},
+        loss={"lambda": 0.0},
+    )
+    assert dry_run(config, 1000, cards=8, amp=True).parameters == iresnet_parameters()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import math
+from types import SimpleNamespace
 
 from omegaconf import OmegaConf
 from rich.console import Console
 
+from balanced_align import watch
 from balanced_align.config_tree import print_config_tree
 from balanced_align.quiet import ModelSummary, silence_known_noise
 from balanced_align.watch import training_line, validation_line
@@ -89,3 +91,25 @@ def test_lightnings_own_console_handler_goes_when_the_root_logger_has_handlers(m
     monkeypatch.setattr(own, "handlers", [logging.StreamHandler(), logging.NullHandler()])
     silence_known_noise()
     assert [type(h) for h in own.handlers] == [logging.NullHandler] and own.propagate
+
+
+def test_the_training_line_counts_the_images_of_every_rank(monkeypatch, caplog):
+    """Under DDP each rank trains on its own batches: 2 ranks × 3 steps × 4 images in 2 s."""
+    clock = iter([0.0, 0.0, 2.0, 2.0])  # built, train start, the line, its reset
+    monkeypatch.setattr(watch.time, "perf_counter", lambda: next(clock))
+    trainer = SimpleNamespace(
+        global_step=0,
+        is_global_zero=True,
+        world_size=2,
+        current_epoch=0,
+        callback_metrics={"train/loss": 1.0},
+    )
+    watcher = watch.RunWatcher(every_n_steps=3, training_lines=True)
+    watcher.on_train_start(trainer, None)
+    for step in range(3):
+        watcher.on_train_batch_start(trainer, None, None, step)
+        watcher.on_train_batch_end(trainer, None, None, {"image": [0] * 4}, step)
+        trainer.global_step = step + 1
+    with caplog.at_level(logging.INFO, logger="balanced_align.watch"):
+        watcher.on_train_batch_start(trainer, None, None, 3)
+    assert caplog.messages == ["[train e0 s3] loss 1  12 img/s"]

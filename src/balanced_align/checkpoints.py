@@ -1,11 +1,12 @@
 """The one safe way to read a checkpoint: ``torch.load(weights_only=True)``, never more.
 
-Every checkpoint this library opens (resume, the best checkpoint tested after training,
-``eval.py``, ``report --faces``, T_fix† templates, the inference API) goes through
+Every Lightning checkpoint this library opens itself (the best checkpoint tested after
+training, ``eval.py``, ``report --faces``, the inference API) goes through
 :func:`read_checkpoint`, which reads with the one ``torch.load`` of the library
-(:func:`~balanced_align.models.safe_load.load_weights_only`). A file that needs any pickle
-global beyond tensors and plain containers raises :class:`UnsafeCheckpointError` and is not
-loaded at all.
+(:func:`~balanced_align.models.safe_load.load_weights_only`; T_fix† templates and
+``model.pretrained`` weights are read by it too). A file that needs any pickle global beyond
+tensors and plain containers raises :class:`UnsafeCheckpointError` and is not loaded at all.
+Resuming (``ckpt_path``) is Lightning's own load, called with ``weights_only=True``.
 """
 
 from __future__ import annotations

@@ -191,8 +191,10 @@ def estimate(
 
 
 def build(config: ModuleConfig) -> tuple[BalancedAlignModule, torch.optim.Optimizer]:
-    """The module (head at 2 classes) and its SGD optimizer over the parameter groups."""
+    """The module (head at 2 classes; ``model.pretrained`` not read: sizes only) and its SGD
+    optimizer over the parameter groups."""
     groups = config.to_dicts()
+    groups["model"]["pretrained"] = None
     module = BalancedAlignModule(num_classes=2, **groups)
     optim = config.optim
     named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]

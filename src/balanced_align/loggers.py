@@ -170,8 +170,8 @@ def anme_rank1_rows(result: RunResult) -> list[list]:
 def log_final(loggers: list, flat_config: dict, result: RunResult) -> None:
     """Final metrics to every logger that keeps them apart from the curves, then close W&B.
 
-    Global rank 0 only: on the other DDP ranks Lightning's loggers hold no run (the W&B
-    logger's ``experiment`` is a stand-in whose attributes are no-op functions)."""
+    Global rank 0 only: under ``ddp`` every rank runs the job, and the other ranks' W&B
+    loggers hold Lightning's dummy experiment (no ``summary``)."""
     metrics = final_metrics(result)
     for logger in loggers:
         if isinstance(logger, LightningTensorBoardLogger):

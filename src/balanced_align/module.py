@@ -403,10 +403,14 @@ class BalancedAlignModule(L.LightningModule):
                 for k, v in self.trainer.callback_metrics.items()
                 if k.startswith("val/")
             }
-        if not (self.partial_fc and self.head.sharded):
+        if not self.partial_fc:
+            return
+        slot = self._head_optimizer_slot()
+        # also when not sharded: a one-process checkpoint resumed under DDP needs it
+        checkpoint["partial_fc_slot"] = slot
+        if not self.head.sharded:
             return
         full = self.head.gather_full()
-        slot = self._head_optimizer_slot()
         states = checkpoint.get("optimizer_states") or []
         state = states[0]["state"].get(slot, {}) if states and slot is not None else {}
         momentum = state.get("momentum_buffer")
@@ -415,7 +419,6 @@ class BalancedAlignModule(L.LightningModule):
             checkpoint["state_dict"]["head.weight"] = full
             if full_momentum is not None:  # a new dict: `state` is the optimizer's own
                 states[0]["state"][slot] = {**state, "momentum_buffer": full_momentum}
-        checkpoint["partial_fc_slot"] = slot
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """This rank's rows of the checkpoint's full centres (and their momentum)."""

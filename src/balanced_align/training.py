@@ -18,6 +18,7 @@ import lightning as L
 import torch
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
@@ -210,6 +211,13 @@ def _print_summary(results: dict) -> None:
         print(f"val: the last validation; val_best, test: the {results['tested']} weights")
 
 
+@rank_zero_only
+def _print_config(cfg: DictConfig, output_dir: Path) -> None:
+    """The config tree, printed and saved by global rank 0 only: under ``ddp`` every rank runs
+    the job, in the same run dir."""
+    print_config_tree(cfg, output_dir)
+
+
 def _print_paths(result: RunResult, output_dir: Path) -> None:
     """Where the run's files are (rank 0, at the end)."""
     lines = [f"wall time {result.wall_time_s:.1f} s", f"results      {result.results_path}"]
@@ -265,7 +273,7 @@ def _run(cfg: DictConfig) -> float | None:
             log.info("resume_sweep: %s is complete; this job is skipped", results_path)
             return _optimized_metric(cfg, done.val, done.test)
     if cfg.get("print_config", True):  # a job that runs: its config, also in the run dir
-        print_config_tree(cfg, output_dir)
+        _print_config(cfg, output_dir)
 
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
@@ -357,12 +365,11 @@ def _dry_run(cfg: DictConfig, config: ModuleConfig) -> None:
     DoesNotFitError when the paper's batch would not fit its 11 GB cards."""
     from balanced_align.dry_run import dry_run
 
-    paper = cfg.get("paper") or {}
-    num_classes = cfg.data.get("num_classes", paper.get("num_classes"))
-    if num_classes is None:
+    num_classes = (cfg.get("paper") or {}).get("num_classes")
+    if num_classes is None:  # data.* keys are the data module's options: none counts these
         raise ValueError(
             "+dry_run=true needs the number of identities: set paper.num_classes (the "
-            "experiments paper_* do) or data.num_classes"
+            "experiments paper_* do; elsewhere +paper.num_classes=N)"
         )
     devices, nodes = cfg.trainer.get("devices", 1), cfg.trainer.get("num_nodes", 1)
     if not isinstance(devices, int):

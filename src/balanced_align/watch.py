@@ -14,7 +14,8 @@
 
       [train e1 s120] loss 3.412  l_fr 3.201  l_align 0.0705  lr 0.0125  412 img/s
 
-  The numbers are those of the last step (``lr``: the first parameter group's).
+  The numbers are those of the last step (``lr``: the first parameter group's); ``img/s`` is
+  the whole run's (rank 0's images × the number of ranks, as arcface_torch's speed).
 """
 
 from __future__ import annotations
@@ -130,7 +131,9 @@ class RunWatcher(Callback):
         ):
             return
         elapsed = time.perf_counter() - self._since
-        rate = self._images / elapsed if self._images and elapsed > 0 else None
+        # every rank trains on batches of its own: the run's rate is this rank's × the ranks
+        images = self._images * trainer.world_size
+        rate = images / elapsed if images and elapsed > 0 else None
         log.info(training_line(trainer.callback_metrics, trainer.current_epoch, step, rate))
         self._images, self._since, self._last_step = 0, time.perf_counter(), step
 

@@ -207,3 +207,20 @@ def test_bad_files_name_the_file_and_line(ijb_root, tmp_path):
     faces.write_text("\n".join([*lines[:2], f"{rows[2][0]} ten 1", *lines[3:]]) + "\n")
     with pytest.raises(ValueError, match=r"face_tid_mid\.txt.* line 3: not a number"):
         read_ijb(tmp_path, "ijbb")
+
+
+def test_roc_auc_needs_no_numpy_2(ijb_root, tmp_path, monkeypatch):
+    """pyproject allows numpy >= 1.24, which has no ``np.trapezoid``: the AUC must not need
+    it (else the run fails after embedding the whole set)."""
+    monkeypatch.delattr(np, "trapezoid", raising=False)
+    root, rows, _, images, pairs = ijb_root
+    data = read_ijb(root, "ijbc")
+    model = Linear()
+    options = bm.EmbedOptions(image_size=SIZE, batch_size=64, num_workers=1)
+    got = ijb.ijb_benchmark(model, data, options, align)
+    scores = reference(rows, data.landmarks, images, pairs, model)
+    labels = np.array([p[2] for p in pairs], bool)
+    # AUC = P(score of a same pair > score of a different pair), ties counting one half
+    same, different = scores[labels][:, None], scores[~labels][None, :]
+    expected = float(np.mean((same > different) + 0.5 * (same == different)))
+    assert got["roc_auc"] == pytest.approx(expected, abs=1e-6)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ import torch
 from balanced_align.geometry import build_family
 from balanced_align.losses import AlignmentLoss
 from balanced_align.models import AlignedRecognizer, AMSoftmax, build_backbone
+from balanced_align.models.safe_load import UnsafeCheckpointError
 
 S = 6
 
@@ -269,3 +272,13 @@ def test_bad_arguments():
         loss(family, identity_params(family, 2), torch.zeros(2, 4, 2))
     with pytest.raises(ValueError, match="valid must have shape"):
         loss(family, identity_params(family, 2), torch.zeros(2, 5, 2), torch.ones(3, dtype=bool))
+
+
+def test_a_template_checkpoint_is_read_by_the_one_safe_loader(tmp_path):
+    """A file that needs a pickle global is refused as every other checkpoint is
+    (:class:`UnsafeCheckpointError`, naming the key), not as an unreadable file."""
+    path = tmp_path / "pickled.ckpt"
+    state = {"align_loss.template": random_template(seed=16)}
+    torch.save({"state_dict": state, "args": argparse.Namespace(lr=0.1)}, path)
+    with pytest.raises(UnsafeCheckpointError, match=r"loss\.template_checkpoint .*pickled\.ckpt"):
+        AlignmentLoss.from_checkpoint(path)

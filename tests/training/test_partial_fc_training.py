@@ -102,23 +102,26 @@ class _Faces(Dataset):
         return {"image": torch.rand(3, SIZE, SIZE, generator=gen) * 2 - 1, "label": index % CLASSES}
 
 
-def test_ddp_spawn_trains_and_saves_the_full_centres(tmp_path):
-    module = _module(sample_rate=0.5)
-    before = module.head.weight.detach().clone()
-    trainer = L.Trainer(
+def _fit(module: BalancedAlignModule, tmp_path, **trainer) -> dict:
+    """Train ``module`` on CPU without validation; the contents of its ``last.ckpt``."""
+    L.Trainer(
         accelerator="cpu",
-        devices=2,
-        strategy="ddp_spawn",
-        max_steps=4,  # 2 epochs of 2 steps: the second trains on after a save
         limit_val_batches=0,
         logger=False,
         default_root_dir=tmp_path,
         enable_progress_bar=False,
         enable_model_summary=False,
         callbacks=[LastCheckpoint(tmp_path)],
-    )
-    trainer.fit(module, DataLoader(_Faces(), batch_size=4, drop_last=True))
-    checkpoint = read_checkpoint(tmp_path / "last.ckpt")
+        **trainer,
+    ).fit(module, DataLoader(_Faces(), batch_size=4, drop_last=True))
+    return read_checkpoint(tmp_path / "last.ckpt")
+
+
+def test_ddp_spawn_trains_and_saves_the_full_centres(tmp_path):
+    module = _module(sample_rate=0.5)
+    before = module.head.weight.detach().clone()
+    # 2 epochs of 2 steps: the second trains on after a save
+    checkpoint = _fit(module, tmp_path, devices=2, strategy="ddp_spawn", max_steps=4)
     saved = checkpoint["state_dict"]["head.weight"]
     assert saved.shape == (CLASSES, MODEL["embedding_dim"])  # both ranks' shards
     assert not torch.allclose(saved, before)  # trained
@@ -129,3 +132,16 @@ def test_ddp_spawn_trains_and_saves_the_full_centres(tmp_path):
     assert momentum.shape == saved.shape and bool(momentum[shard_bounds(CLASSES, 1, 2)[0] :].any())
     fresh = _module()  # one process loads it as it is
     fresh.load_state_dict(checkpoint["state_dict"])
+
+
+def test_a_one_process_checkpoint_resumes_sharded_with_its_momentum(tmp_path):
+    """Saved by one process (head not sharded), loaded by rank 1 of 2: the momentum of the
+    centres must be cut to that rank's rows like the centres (SGD adds it to their grads)."""
+    module = _module(sample_rate=0.5)
+    checkpoint = _fit(module, tmp_path, devices=1, max_steps=2)
+    slot = module._head_optimizer_slot()  # the centres' entry in the optimizer state
+    target = _module(sample_rate=0.5)
+    target.head.shard(1, 2)
+    target.on_load_checkpoint(checkpoint)
+    momentum = checkpoint["optimizer_states"][0]["state"][slot]["momentum_buffer"]
+    assert momentum.shape == target.head.weight.shape == (2, MODEL["embedding_dim"])

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from balanced_align.geometry.base import TransformFamily
 from balanced_align.geometry.precision import full_precision
+from balanced_align.models.safe_load import load_weights_only
 
 UNITS = ("pixels", "normalized")
 REDUCTIONS = ("mean", "sum")
@@ -222,14 +223,11 @@ class AlignmentLoss(nn.Module):
         """Loss with the frozen learned template (T_fix†) of a checkpoint file.
 
         ``path``: a ``torch.save``'d state dict or a Lightning checkpoint (its "state_dict"
-        entry is used). ``kwargs`` go to the constructor (``learn_template`` is forced False).
+        entry is used), read by the one safe loader
+        (:func:`~balanced_align.models.safe_load.load_weights_only`). ``kwargs`` go to the
+        constructor (``learn_template`` is forced False).
         """
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"template checkpoint not found: {path}")
-        try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise ValueError(f"cannot read template checkpoint {path}: {err}") from err
+        loaded = load_weights_only(path, "cpu", what="loss.template_checkpoint")
         if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
             loaded = loaded["state_dict"]
         if not isinstance(loaded, Mapping):

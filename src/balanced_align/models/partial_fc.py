@@ -10,7 +10,7 @@ ranks one more). Each step:
    random ``sample_rate`` fraction of the others (the negatives): ``ceil(rate · C_r)``
    centres in all, or all positives when there are more of them;
 3. it computes the margin logits (B, S_r) of its sampled centres (AM-Softmax / CosFace /
-   ArcFace, the margins of :mod:`balanced_align.models.heads`), and the softmax
+   ArcFace, :mod:`balanced_align.models.margins`, shared with the heads), and the softmax
    cross-entropy over all ranks' logits is assembled from an all-reduced max (no gradient),
    sum of exponentials and target logit (autograd-aware all-reduces).
 

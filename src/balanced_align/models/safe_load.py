@@ -1,7 +1,8 @@
 """The one ``torch.load``: ``weights_only=True``, never more (docs/design.md §4.4).
 
-Lightning checkpoints (:mod:`balanced_align.checkpoints`) and published backbone weights
-(:mod:`balanced_align.models.insightface`) are both read by :func:`load_weights_only`: a file
+Lightning checkpoints (:mod:`balanced_align.checkpoints`), T_fix† templates
+(:meth:`balanced_align.losses.AlignmentLoss.from_checkpoint`) and published backbone weights
+(:mod:`balanced_align.models.insightface`) are all read by :func:`load_weights_only`: a file
 that needs any pickle global beyond tensors and plain containers raises
 :class:`UnsafeCheckpointError` and nothing in it runs.
 """
