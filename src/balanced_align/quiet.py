@@ -6,9 +6,8 @@
   raised inside those libraries, not by this code;
 - :class:`ModelSummary` prints Lightning's rich model summary without the FLOPs column and
   "Total FLOPs: 0" (FLOPs are only counted with an ``example_input_array``, which the module
-  does not set: a landmark-aligned model cannot run on images alone).
-
-- and every line once: Lightning gives its ``lightning`` logger a console handler of its own
+  does not set: a landmark-aligned model cannot run on images alone);
+- every line once: Lightning gives its ``lightning`` logger a console handler of its own
   at import; where the root logger has handlers already (Hydra's: the console and
   ``train.log``), :func:`silence_known_noise` removes it, so lines reach Hydra's handlers only.
 """

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from balanced_align.data.formats.lists import _lines
+from balanced_align.data.formats.lists import read_list_lines
 from balanced_align.data.sources import from_corner, to_corner
 
 META = "meta"
@@ -72,7 +72,7 @@ class IJBSet:
 
 
 def _rows(path: Path, what: str, fields: int) -> list[tuple[int, list[str]]]:
-    where, lines = _lines(path, f"IJB {what}")
+    where, lines = read_list_lines(path, f"IJB {what}")
     rows = [(number, line.split()) for number, line in lines]
     for number, parts in rows:
         if len(parts) != fields:

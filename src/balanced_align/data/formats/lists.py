@@ -67,7 +67,10 @@ class IdentityList:
         return [self.identities[i] for i in self.labels.tolist()]
 
 
-def _lines(path: Path, what: str) -> tuple[str, list[tuple[int, str]]]:
+def read_list_lines(path: Path, what: str) -> tuple[str, list[tuple[int, str]]]:
+    """``(where, rows)`` of a UTF-8 text list: ``rows`` are ``(line number, stripped line)``
+    of its non-blank, non-``#`` lines; ``where`` (``"<what> '<path>'"``) prefixes the errors.
+    A missing, unreadable or empty file is an error naming it."""
     where = f"{what} {str(path)!r}"
     if not path.is_file():
         raise FileNotFoundError(f"{where} does not exist")
@@ -107,7 +110,7 @@ def _labelled(source: Path, paths: list[str], names: list[str], yaws=None) -> Id
 def read_probe_list(path: str | Path) -> IdentityList:
     """Read ``path identity`` lines (MegaFace probe list)."""
     path = Path(path)
-    where, rows = _lines(path, "probe list")
+    where, rows = read_list_lines(path, "probe list")
     parts = [_split(line, 2, where, n, "path identity") for n, line in rows]
     return _labelled(path, [p for p, _ in parts], [i for _, i in parts])
 
@@ -115,14 +118,14 @@ def read_probe_list(path: str | Path) -> IdentityList:
 def read_distractor_list(path: str | Path) -> list[str]:
     """Read ``path`` lines (MegaFace distractor list)."""
     path = Path(path)
-    _, rows = _lines(path, "distractor list")
+    _, rows = read_list_lines(path, "distractor list")
     return [line for _, line in rows]
 
 
 def read_pose_list(path: str | Path) -> IdentityList:
     """Read ``path identity yaw`` lines (Multi-PIE-style per-pose list), yaw in degrees."""
     path = Path(path)
-    where, rows = _lines(path, "pose list")
+    where, rows = read_list_lines(path, "pose list")
     paths, names, yaws = [], [], []
     for number, line in rows:
         file, identity, yaw = _split(line, 3, where, number, "path identity yaw")
