@@ -131,8 +131,12 @@ def _landmarks(path: Path, names: list[str], convention: str):
             f"{len(names)} faces, e.g. {missing[:3]}"
         )
     picked = values[[row_of[n] for n in names]]
-    if not np.isfinite(picked).all():
-        raise ValueError(f"IJB 5-point landmark file {str(path)!r}: non-finite values")
+    bad = ~np.isfinite(picked).all(axis=1)
+    if bad.any():
+        number = rows[row_of[names[int(np.argmax(bad))]]][0]
+        raise ValueError(
+            f"IJB 5-point landmark file {str(path)!r} line {number}: non-finite values"
+        )
     points = to_corner(picked[:, :10].reshape(-1, 5, 2), convention)
     return points, picked[:, 10].astype(np.float32)
 
