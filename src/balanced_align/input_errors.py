@@ -21,13 +21,14 @@ from balanced_align.data.validation import BadSampleError, DataConfigurationErro
 from balanced_align.models.safe_load import UnsafeCheckpointError
 
 
-class ConfigError(ValueError):
-    """A config value that cannot run; the message names the key (``loss.sample_rate``)."""
+class InputError(ValueError):
+    """A config value or input file that cannot be used; the message names the key
+    (``loss.sample_rate``) or the file (and its line)."""
 
 
 #: errors whose message says all the user needs: the config key or the file and its line
 INPUT_ERRORS = (
-    ConfigError,
+    InputError,
     FileNotFoundError,
     IsADirectoryError,
     NotADirectoryError,
@@ -56,4 +57,4 @@ def report(error: BaseException, log: logging.Logger) -> None:
         raise SystemExit(1) from None
 
 
-__all__ = ["INPUT_ERRORS", "ConfigError", "report", "single_run"]
+__all__ = ["INPUT_ERRORS", "InputError", "report", "single_run"]

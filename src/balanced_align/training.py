@@ -26,7 +26,7 @@ from balanced_align.config_schema import ModuleConfig
 from balanced_align.config_tree import print_config_tree
 from balanced_align.data.source_kinds import unknown_keys
 from balanced_align.data.validation import BAD_SAMPLE_POLICIES
-from balanced_align.input_errors import ConfigError, report
+from balanced_align.input_errors import InputError, report
 from balanced_align.loggers import build_loggers, log_config, log_final
 from balanced_align.models import LANDMARK_METHODS
 from balanced_align.models.safe_load import check_file
@@ -62,13 +62,13 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 def validate(cfg: DictConfig) -> ModuleConfig:
     """:func:`check_config`, whose ValueErrors (each naming a config key) become
-    :class:`~balanced_align.input_errors.ConfigError`: one line in a single run."""
+    :class:`~balanced_align.input_errors.InputError`: one line in a single run."""
     try:
         return check_config(cfg)
-    except ConfigError:
+    except InputError:
         raise
     except ValueError as error:
-        raise ConfigError(str(error)) from None
+        raise InputError(str(error)) from None
 
 
 def check_config(cfg: DictConfig) -> ModuleConfig:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from balanced_align.input_errors import ConfigError, report
+from balanced_align.input_errors import InputError, report
 from balanced_align.training import validate
 from tests.training_helpers import compose_train
 
@@ -21,7 +21,7 @@ from tests.training_helpers import compose_train
     ],
 )
 def test_a_bad_value_is_a_config_error_naming_the_key(overrides, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(InputError, match=message):
         validate(compose_train(overrides))
 
 
@@ -36,7 +36,7 @@ def test_model_pretrained_is_checked_with_the_config(tmp_path):
 def test_only_input_errors_lose_their_traceback(caplog):
     log = logging.getLogger("test_input_errors")
     with caplog.at_level(logging.ERROR):
-        report(ConfigError("loss.sample_rate must be in (0, 1], got 0.0"), log)  # not a run
+        report(InputError("loss.sample_rate must be in (0, 1], got 0.0"), log)  # not a run
         report(RuntimeError("a bug"), log)
     first, second = caplog.records
     assert first.getMessage() == "the job failed: loss.sample_rate must be in (0, 1], got 0.0"

@@ -117,7 +117,13 @@ def _pairs(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(
             f"IJB template pair file {str(path)!r} line {number}: label must be 0 or 1"
         )
-    return values[:, :2], values[:, 2].astype(bool)
+    labels = values[:, 2].astype(bool)
+    if labels.all() or not labels.any():
+        raise ValueError(
+            f"IJB template pair file {str(path)!r}: every pair has label {int(labels[0])}; "
+            "a ROC needs both genuine (1) and impostor (0) pairs"
+        )
+    return values[:, :2], labels
 
 
 def _landmarks(path: Path, names: list[str], convention: str):
