@@ -18,6 +18,7 @@ from hydra.types import RunMode
 from balanced_align.data.formats.insightface_bin import UnsafePickleError
 from balanced_align.data.shards.format import ShardError
 from balanced_align.data.validation import BadSampleError, DataConfigurationError
+from balanced_align.dry_run import DoesNotFitError
 from balanced_align.models.safe_load import UnsafeCheckpointError
 
 
@@ -38,6 +39,7 @@ INPUT_ERRORS = (
     BadSampleError,
     DataConfigurationError,
     ShardError,
+    DoesNotFitError,
 )
 
 
