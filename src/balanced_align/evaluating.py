@@ -529,9 +529,7 @@ def _run(cfg: DictConfig) -> dict:
             for job in prepare(name, conf, output_dir, device, landmarks=need)
         ]
     except ValueError as error:  # the readers' errors name the key or the file and line
-        if type(error) is not ValueError:
-            raise
-        raise InputError(str(error)) from None
+        raise (InputError(str(error)) if type(error) is ValueError else error) from None
 
     model.to(device)
     embed = make_embed(model, device, dtype)

@@ -43,6 +43,18 @@ INPUT_ERRORS = (
 )
 
 
+def naming(error: Exception, key: str) -> Exception:
+    """``error`` of reading the file(s) given by config ``key``, its message prefixed by the
+    key; a plain ValueError (a reader's "file, line: what is wrong") becomes an
+    :class:`InputError`, other types are kept."""
+    message = f"{key}: {error}"
+    if type(error) is ValueError:
+        return InputError(message)
+    if type(error) in (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return type(error)(message)
+    return error
+
+
 def single_run() -> bool:
     """Whether this is a plain ``python train.py …`` (not ``-m``) under Hydra."""
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN
@@ -59,4 +71,4 @@ def report(error: BaseException, log: logging.Logger) -> None:
         raise SystemExit(1) from None
 
 
-__all__ = ["INPUT_ERRORS", "InputError", "report", "single_run"]
+__all__ = ["INPUT_ERRORS", "InputError", "naming", "report", "single_run"]
