@@ -2,10 +2,12 @@
 the file, found before any data is read (balanced_align.input_errors)."""
 
 import logging
+import logging.config
 import subprocess
 import sys
 
 import pytest
+from omegaconf import OmegaConf
 
 from balanced_align.input_errors import InputError, report
 from balanced_align.training import validate
@@ -63,3 +65,23 @@ def test_the_command_line_prints_one_line_and_exits_1(repo_root, tmp_path):
     assert "Traceback" not in output, output[-3000:]
     assert "the job failed: loss.sample_rate must be in (0, 1], got 1.5" in output
     assert "the job failed: loss.sample_rate" in (tmp_path / "train.log").read_text()
+
+
+def test_debug_presets_keep_third_party_loggers_at_info():
+    """``debug=…`` logs balanced_align at DEBUG, not PIL's line per PNG chunk decoded."""
+    cfg = compose_train(["debug=limit"], with_hydra=True)
+    job_logging = cfg.hydra.job_logging  # its levels (the handlers need a run dir)
+    logging_config = {
+        "version": 1,
+        "root": {"level": job_logging.root.level},
+        "loggers": OmegaConf.to_container(job_logging.loggers),
+    }
+    saved = {name: logging.getLogger(name).level for name in ("", "PIL", "matplotlib")}
+    try:
+        logging.config.dictConfig({**logging_config, "disable_existing_loggers": False})
+        assert logging.getLogger("balanced_align.training").isEnabledFor(logging.DEBUG)
+        assert not logging.getLogger("PIL.PngImagePlugin").isEnabledFor(logging.DEBUG)
+        assert not logging.getLogger("matplotlib.font_manager").isEnabledFor(logging.DEBUG)
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
