@@ -95,6 +95,22 @@ def test_too_many_identities_fail_naming_the_card(capsys):
     assert fits.total(PAPER_BATCH_PER_CARD) < PAPER_CARD_BYTES
 
 
+def test_the_configs_own_batch_is_checked_too(capsys):
+    """An absurd data.batch_size fails naming the key, though the paper's 32 fit."""
+
+    def config(batch: int) -> ModuleConfig:
+        return ModuleConfig.from_mappings(
+            model=MODEL, align={"method": "none"}, loss={"lambda": 0.0}, optim={"batch_size": batch}
+        )
+
+    small = dry_run(config(PAPER_BATCH_PER_CARD), 1000, cards=8, amp=True)
+    assert "data.batch_size" not in capsys.readouterr().out  # the paper's batch: one row
+    huge = small.largest_batch(PAPER_CARD_BYTES) + 1
+    with pytest.raises(DoesNotFitError, match=rf"data\.batch_size={huge} does not fit"):
+        dry_run(config(huge), 1000, cards=8, amp=True)
+    assert f"per card at data.batch_size={huge}" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(("classes", "fits"), [(1000, True), (400_000_000, False)])
 def test_train_py_dry_run(tmp_path, capsys, classes, fits):
     overrides = [f"model.{k}={str(v).lower()}" for k, v in MODEL.items()]

@@ -31,6 +31,7 @@ from balanced_align.data.formats import BinPairs, read_bin
 from balanced_align.evaluation.benchmarks import EmbedOptions, embed_batches
 from balanced_align.evaluation.sharding import max_shard, pad_rows, shard_range, unshard
 from balanced_align.evaluation.verification import verification_accuracy
+from balanced_align.input_errors import naming
 
 
 def sync_buffers(module: torch.nn.Module, world: int) -> None:
@@ -97,7 +98,10 @@ class BinVerification(Callback):
                 "BinVerification: this model aligns each image by its landmarks, and .bin "
                 f"sets have none ({[str(p) for p in self.paths]}); remove callbacks.verification"
             )
-        self.sets = {path.stem: read_bin(path) for path in self.paths}
+        try:
+            self.sets = {path.stem: read_bin(path) for path in self.paths}
+        except (ValueError, OSError) as error:
+            raise naming(error, "callbacks.verification.paths") from None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step

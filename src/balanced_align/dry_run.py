@@ -204,8 +204,11 @@ def build(config: ModuleConfig) -> tuple[BalancedAlignModule, torch.optim.Optimi
     return module, optimizer
 
 
-def report(estimate: MemoryEstimate, num_classes: int, cards: int) -> str:
-    """The dry-run's table (markdown)."""
+def report(
+    estimate: MemoryEstimate, num_classes: int, cards: int, batch_per_card: int | None = None
+) -> str:
+    """The dry-run's table (markdown); ``batch_per_card``: the config's ``data.batch_size``,
+    a row of its own where it is not the paper's."""
 
     def gib(value: float) -> str:
         return f"{value / GIB:.2f} GiB"
@@ -227,6 +230,12 @@ def report(estimate: MemoryEstimate, num_classes: int, cards: int) -> str:
         f"**{gib(estimate.total(batch))}** |",
         f"| largest batch per card, {PAPER_CARD} | {estimate.largest_batch(PAPER_CARD_BYTES)} |",
     ]
+    if batch_per_card not in (None, batch):
+        lines.insert(
+            -1,
+            f"| **per card at data.batch_size={batch_per_card}** | "
+            f"**{gib(estimate.total(batch_per_card))}** |",
+        )
     lines += [
         f"| largest batch per card, {name} | {estimate.largest_batch(size)} |"
         for name, size in OTHER_CARDS
@@ -234,14 +243,22 @@ def report(estimate: MemoryEstimate, num_classes: int, cards: int) -> str:
     return "\n".join(lines)
 
 
-def check_fits(estimate: MemoryEstimate, where: str) -> None:
-    """Raise :class:`DoesNotFitError` when the paper's batch does not fit its cards."""
+def check_fits(estimate: MemoryEstimate, where: str, batch_per_card: int | None = None) -> None:
+    """Raise :class:`DoesNotFitError` when the paper's batch, or the config's
+    ``batch_per_card`` (``data.batch_size``), does not fit the paper's cards."""
+    most = estimate.largest_batch(PAPER_CARD_BYTES)
     need = estimate.total(PAPER_BATCH_PER_CARD)
     if need > PAPER_CARD_BYTES:
         raise DoesNotFitError(
             f"{where} does not fit the paper's cluster: {need / GIB:.2f} GiB per card at "
             f"{PAPER_BATCH_PER_CARD} images per card (AMP) > {PAPER_CARD}; at most "
-            f"{estimate.largest_batch(PAPER_CARD_BYTES)} images per card fit"
+            f"{most} images per card fit"
+        )
+    if batch_per_card is not None and batch_per_card > most:
+        raise DoesNotFitError(
+            f"{where}: data.batch_size={batch_per_card} does not fit the paper's cards: "
+            f"{estimate.total(batch_per_card) / GIB:.2f} GiB per card > {PAPER_CARD}; at most "
+            f"{most} images per card fit"
         )
 
 
@@ -254,8 +271,9 @@ def dry_run(
     module, _ = build(config)
     result = estimate(module, config, num_classes, cards, amp)
     print(f"dry run: {where}, {cards} cards, {'AMP' if amp else 'fp32'}")
-    print(report(result, num_classes, cards))
-    check_fits(result, where)
+    batch = config.optim.batch_size  # per card: data.batch_size
+    print(report(result, num_classes, cards, batch))
+    check_fits(result, where, batch)
     return result
 
 

@@ -60,6 +60,7 @@ from balanced_align.data.sources import read_landmark_table, to_corner
 from balanced_align.devices import resolve_device, resolve_precision
 from balanced_align.evaluation import benchmarks as bm
 from balanced_align.evaluation.ijb import ijb_benchmark
+from balanced_align.input_errors import InputError, report
 from balanced_align.module import BalancedAlignModule
 from balanced_align.preprocess.affine2d import affine2d_align
 from balanced_align.run_result import atomic_write_text
@@ -487,7 +488,18 @@ def _require_landmarks(ckpt_path, method: str, selected: Mapping) -> None:
 
 
 def run(cfg: DictConfig) -> dict:
-    """Evaluate ``cfg.ckpt_path`` on the selected benchmarks; return the results dict."""
+    """Evaluate ``cfg.ckpt_path`` on the selected benchmarks; return the results dict.
+
+    A bad input (config key, checkpoint, benchmark file) found before embedding is an
+    :class:`~balanced_align.input_errors.InputError`: one line in a single run."""
+    try:
+        return _run(cfg)
+    except Exception as error:
+        report(error, log)
+        raise
+
+
+def _run(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     if not cfg.get("ckpt_path"):
         raise ValueError("ckpt_path is required (a Lightning checkpoint from train.py)")
@@ -510,11 +522,14 @@ def run(cfg: DictConfig) -> dict:
             str(cfg.ckpt_path),
             OmegaConf.to_container(cfg.get("annotate") or {}, resolve=True),
         )
-    jobs = [
-        job
-        for name, conf in selected.items()
-        for job in prepare(name, conf, output_dir, device, landmarks=need)
-    ]
+    try:
+        jobs = [
+            job
+            for name, conf in selected.items()
+            for job in prepare(name, conf, output_dir, device, landmarks=need)
+        ]
+    except ValueError as error:  # the readers' errors name the key or the file and line
+        raise (InputError(str(error)) if type(error) is ValueError else error) from None
 
     model.to(device)
     embed = make_embed(model, device, dtype)

@@ -27,8 +27,10 @@ from balanced_align.config_schema import ModuleConfig
 from balanced_align.config_tree import print_config_tree
 from balanced_align.data.source_kinds import unknown_keys
 from balanced_align.data.validation import BAD_SAMPLE_POLICIES
+from balanced_align.input_errors import InputError, report
 from balanced_align.loggers import build_loggers, log_config, log_final
 from balanced_align.models import LANDMARK_METHODS
+from balanced_align.models.safe_load import check_file
 from balanced_align.module import BalancedAlignModule
 from balanced_align.quiet import silence_known_noise
 from balanced_align.run_result import RESULTS_FILE, RunResult, RunResultError
@@ -60,6 +62,17 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 
 def validate(cfg: DictConfig) -> ModuleConfig:
+    """:func:`check_config`, whose ValueErrors (each naming a config key) become
+    :class:`~balanced_align.input_errors.InputError`: one line in a single run."""
+    try:
+        return check_config(cfg)
+    except InputError:
+        raise
+    except ValueError as error:
+        raise InputError(str(error)) from None
+
+
+def check_config(cfg: DictConfig) -> ModuleConfig:
     """Check the config before anything heavy runs; errors name the offending key.
 
     Composition (``train_schema``, :mod:`balanced_align.config_store`) has typed the groups
@@ -82,6 +95,8 @@ def validate(cfg: DictConfig) -> ModuleConfig:
     if not isinstance(cfg.get("seed"), int):
         raise ValueError(f"seed must be an integer, got {cfg.get('seed')!r}")
     _validate_trainer_and_data(cfg)
+    if cfg.model.get("pretrained"):  # read when the module is built, after the data
+        check_file(cfg.model.pretrained, "model.pretrained")
     return config
 
 
@@ -249,8 +264,8 @@ def run(cfg: DictConfig) -> float | None:
             Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt",
         )
         raise SystemExit(SIGTERM_STATUS) from None
-    except Exception:
-        log.exception("the job failed")
+    except Exception as error:
+        report(error, log)  # an input error in a single run: one line, exit status 1
         raise
 
 

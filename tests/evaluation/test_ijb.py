@@ -207,6 +207,12 @@ def test_bad_files_name_the_file_and_line(ijb_root, tmp_path):
     faces.write_text("\n".join([*lines[:2], f"{rows[2][0]} ten 1", *lines[3:]]) + "\n")
     with pytest.raises(ValueError, match=r"face_tid_mid\.txt.* line 3: not a number"):
         read_ijb(tmp_path, "ijbb")
+    write_ijb(tmp_path, "ijbb", rows, points, pairs)
+    lines = lmk.read_text().splitlines()
+    name, *values = lines[3].split()
+    lmk.write_text("\n".join([*lines[:3], " ".join([name, "nan", *values[1:]]), *lines[4:]]))
+    with pytest.raises(ValueError, match=r"5pts_score\.txt' line 4: non-finite"):
+        read_ijb(tmp_path, "ijbb")
 
 
 def test_roc_auc_needs_no_numpy_2(ijb_root, tmp_path, monkeypatch):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pickle
 import re
 
 import pytest
@@ -84,8 +86,29 @@ def test_a_pickled_object_and_a_wrong_shape_are_refused(tmp_path):
         load_insightface_weights(_trained_like(1), evil)
     wide = iresnet18(width=0.5, input_size=32, embedding_dim=16)
     torch.save(_theirs(wide.state_dict()), tmp_path / "wide.pth")
-    with pytest.raises(ValueError, match=r"'conv1\.weight' has shape \(32, 3, 3, 3\)"):
+    with pytest.raises(ValueError, match=r"wide\.pth.*'conv1\.weight' has shape \(32, 3, 3, 3\)"):
         load_insightface_weights(_trained_like(1), tmp_path / "wide.pth")
+
+
+def test_unreadable_pretrained_files_name_the_file_and_why(tmp_path):
+    """A folder, an empty file, a raw pickle with code: each names the file; nothing runs."""
+    backbone = _trained_like(1)
+    with pytest.raises(IsADirectoryError, match=r"model\.pretrained .* is a directory"):
+        load_insightface_weights(backbone, tmp_path)
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty\.pth' is not a readable torch file"):
+        load_insightface_weights(backbone, tmp_path / "empty.pth")
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    (tmp_path / "evil.pth").write_bytes(pickle.dumps({"conv1.weight": Payload()}, protocol=2))
+    with pytest.raises(UnsafeCheckpointError) as info:
+        load_insightface_weights(backbone, tmp_path / "evil.pth")
+    # the reason is torch's (the refused global or opcode), not its "please file an issue"
+    assert "evil.pth" in str(info.value) and "file an issue" not in str(info.value)
+    assert not (tmp_path / "ran").exists()
 
 
 def test_the_module_loads_model_pretrained(tmp_path):

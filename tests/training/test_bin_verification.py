@@ -5,16 +5,20 @@ k-fold protocol) run on the trained checkpoint, and its DDP path with one in whi
 "rank" embeds its own shard and a stand-in all-gather stacks the padded shards.
 """
 
+import os
+import pickle
+
 import numpy as np
 import pytest
 import torch
 
 from balanced_align.bin_verification import BinVerification
-from balanced_align.data.formats import read_bin, write_bin
+from balanced_align.data.formats import UnsafePickleError, read_bin, write_bin
 from balanced_align.data.synthfaces import SynthFaces
 from balanced_align.evaluating import load_checkpoint, make_embed
 from balanced_align.evaluation import benchmarks as bm
 from balanced_align.evaluation.sharding import max_shard, pad_rows, shard_range, unshard
+from balanced_align.input_errors import InputError
 from balanced_align.module import BalancedAlignModule
 from balanced_align.training import run as train
 from tests.training.test_eval_entry import SMALL
@@ -113,6 +117,14 @@ def test_callback_logs_during_a_tiny_run_and_matches_eval(tmp_path):
         assert np.isfinite(acc).all()
 
 
+class Evil:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.path}",))
+
+
 def test_bad_paths_and_landmark_models_are_refused(tmp_path):
     with pytest.raises(ValueError, match="share a name"):
         BinVerification([tmp_path / "a" / "lfw.bin", tmp_path / "b" / "lfw.bin"])
@@ -120,8 +132,15 @@ def test_bad_paths_and_landmark_models_are_refused(tmp_path):
     module = BalancedAlignModule(
         num_classes=3, model=SMALL, align={"method": "none"}, loss={"lambda": 0.0}
     )
-    with pytest.raises(FileNotFoundError, match=r"missing\.bin"):
+    with pytest.raises(FileNotFoundError, match=r"callbacks\.verification\.paths: .*missing\.bin"):
         callback.setup(None, module, "fit")
+    (tmp_path / "garbage.bin").write_bytes(bytes(range(256)))
+    with pytest.raises(InputError, match=r"verification\.paths: .*garbage\.bin.*not a readable"):
+        BinVerification([tmp_path / "garbage.bin"]).setup(None, module, "fit")
+    (tmp_path / "evil.bin").write_bytes(pickle.dumps(Evil(tmp_path / "ran")))
+    with pytest.raises(UnsafePickleError, match=r"evil\.bin.*posix\.system"):
+        BinVerification([tmp_path / "evil.bin"]).setup(None, module, "fit")
+    assert not (tmp_path / "ran").exists()
     landmark = BalancedAlignModule(
         num_classes=3, model=SMALL, align={"method": "affine2d"}, loss={"lambda": 0.0}
     )

@@ -8,6 +8,7 @@ from balanced_align.data.formats import read_ijb
 from balanced_align.evaluating import load_checkpoint, make_embed, run
 from balanced_align.evaluation import benchmarks as bm
 from balanced_align.evaluation.ijb import ijb_benchmark
+from balanced_align.input_errors import InputError
 from balanced_align.module import BalancedAlignModule
 from tests.evaluation.test_ijb import align_to, write_ijb_fixture
 from tests.training.test_eval_entry import SMALL, compose_eval
@@ -51,6 +52,19 @@ def test_eval_ijbc_errors_name_the_key(tmp_path):
         [f"ckpt_path={ckpt}", "benchmark=ijbb", f"benchmark.ijbb.root={tmp_path}"], tmp_path / "b"
     )
     with pytest.raises(FileNotFoundError, match=r"loose_crop"):
+        run(cfg)
+    root = tmp_path / "IJBC"
+    write_ijb_fixture(root, image_size=40)
+    pair_file = root / "meta" / "ijbc_template_pair_label.txt"
+    lines = pair_file.read_text().splitlines()
+    cfg = compose_eval(
+        [f"ckpt_path={ckpt}", "benchmark=ijbc", f"benchmark.ijbc.root={root}"], tmp_path / "c"
+    )
+    pair_file.write_text("\n".join([*lines[:2], "10 x 1", *lines[3:]]) + "\n")
+    with pytest.raises(InputError, match=r"ijbc_template_pair_label\.txt' line 3: not a number"):
+        run(cfg)  # before any face is embedded
+    pair_file.write_text("\n".join(line for line in lines if line.endswith(" 1")) + "\n")
+    with pytest.raises(InputError, match=r"ijbc_template_pair_label\.txt': every pair has label 1"):
         run(cfg)
 
 

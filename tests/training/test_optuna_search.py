@@ -132,6 +132,19 @@ def test_sqlite_folder_of_storage_urls(tmp_path):
     assert sqlite_folder("postgresql://u@h/db") is None
 
 
+@pytest.mark.parametrize("kind", ["a file as folder", "not a database", "not a URL"])
+def test_a_storage_that_cannot_be_opened_names_the_key(tmp_path, kind):
+    (tmp_path / "file").write_bytes(b"not sqlite " * 100)
+    storage = {
+        "a file as folder": f"sqlite:///{tmp_path}/file/optuna.db",
+        "not a database": f"sqlite:///{tmp_path}/file",
+        "not a URL": "optuna.db",
+    }[kind]
+    with pytest.raises(ValueError, match=r"hydra\.sweeper\.storage=.* cannot be opened") as info:
+        settle_study(storage, "s", n_trials=2)
+    assert storage in str(info.value)
+
+
 def test_the_search_config_composes_with_a_resumable_sqlite_storage():
     cfg = compose_train(["hparams_search=lambda_alpha_lr_optuna"], with_hydra=True)
     sweeper = cfg.hydra.sweeper

@@ -109,7 +109,10 @@ def load_insightface_weights(backbone: nn.Module, path: str | Path) -> LoadRepor
         raise ValueError(
             f"model.pretrained {str(path)!r}: expected a state dict, got {type(state).__name__}"
         )
-    mapped, report = map_insightface_state(state, backbone)
+    try:
+        mapped, report = map_insightface_state(state, backbone)
+    except ValueError as error:
+        raise ValueError(f"model.pretrained {str(path)!r}: {error}") from None
     if not mapped:
         raise ValueError(
             f"model.pretrained {str(path)!r}: none of its {len(state)} keys is an insightface "

@@ -19,6 +19,16 @@ class UnsafeCheckpointError(ValueError):
     """A file that ``torch.load(weights_only=True)`` refuses; never loaded unsafely."""
 
 
+def check_file(path: str | Path, what: str) -> Path:
+    """``path`` if it is a file, else IsADirectoryError / FileNotFoundError naming ``what``."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {str(path)!r} is a directory; give the file itself")
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
+    return path
+
+
 def load_weights_only(path: str | Path, map_location="cpu", what: str = "checkpoint"):
     """The contents of torch file ``path`` (tensors, plain containers, numbers only).
 
@@ -26,9 +36,7 @@ def load_weights_only(path: str | Path, map_location="cpu", what: str = "checkpo
     file is a FileNotFoundError, a refused global an :class:`UnsafeCheckpointError`, anything
     else unreadable (truncated, not a torch file) a ValueError.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
+    path = check_file(path, what)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
@@ -44,12 +52,14 @@ def load_weights_only(path: str | Path, map_location="cpu", what: str = "checkpo
 
 
 def _reason(error: Exception) -> str:
-    """The part of torch's weights_only error that names the refused global."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    for line in lines:
-        if "WeightsUnpickler error" in line:
-            return line.split(" was not an allowed global")[0]
-    return lines[0] if lines else type(error).__name__
+    """The part of torch's weights_only error that names the refused global or opcode
+    (the text after ``WeightsUnpickler error:``, on its line or the next)."""
+    text = str(error)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0].split(" was not an allowed global")[0] if lines else type(error).__name__
 
 
-__all__ = ["UnsafeCheckpointError", "load_weights_only"]
+__all__ = ["UnsafeCheckpointError", "check_file", "load_weights_only"]

@@ -58,12 +58,20 @@ def settle_study(storage: str, study_name: str | None, n_trials: int) -> StudyPr
     """Mark the interrupted trials of ``study_name`` in ``storage`` (enqueueing their
     parameters again) and say how many of ``n_trials`` are left; a missing study is new.
 
-    The folder of an SQLite file is created (Optuna creates the file, not its folder).
+    The folder of an SQLite file is created (Optuna creates the file, not its folder). A
+    storage that cannot be opened (an unwritable folder, a file that is not a database, a bad
+    URL) is a ValueError naming ``hydra.sweeper.storage``, before any trial runs.
     """
-    folder = sqlite_folder(storage)
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-    names = {s.study_name for s in optuna.get_all_study_summaries(storage=storage)}
+    try:
+        folder = sqlite_folder(storage)
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+        names = {s.study_name for s in optuna.get_all_study_summaries(storage=storage)}
+    except Exception as error:  # OSError, sqlalchemy's errors, ImportError of a DB driver
+        reason = (str(error).splitlines() or [""])[0]
+        raise ValueError(
+            f"hydra.sweeper.storage={storage!r} cannot be opened ({type(error).__name__}: {reason})"
+        ) from None
     if study_name not in names:
         return StudyProgress(study_name, 0, 0, n_trials, 0)
     study = optuna.load_study(study_name=study_name, storage=storage)

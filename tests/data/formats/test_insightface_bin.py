@@ -148,6 +148,7 @@ def test_codecs_encode_only_rebuilds_latin1_bytes(tmp_path):
         (([b"a", b"b"], [2]), r"issame_list\[0\]"),
         (([b"a", ""], [True]), r"bins\[1\]"),
         ({"bins": []}, "expected a pickled"),
+        (([], []), "no pairs"),
     ],
 )
 def test_wrong_structure_names_the_file(tmp_path, content, message):
@@ -159,6 +160,14 @@ def test_wrong_structure_names_the_file(tmp_path, content, message):
     path.write_bytes(pickle.dumps(([b"a", b"b"], [True]))[:-5])
     with pytest.raises(ValueError, match=r"broken\.bin.*not a readable pickle"):
         read_bin(path)
+
+
+def test_a_folder_or_a_missing_file_names_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"'[^']*nope\.bin' does not exist"):
+        read_bin(tmp_path / "nope.bin")
+    (tmp_path / "sets.bin").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"sets\.bin' is a directory"):
+        read_bin(tmp_path / "sets.bin")
 
 
 def test_undecodable_image_names_file_and_index(tmp_path):

@@ -117,7 +117,13 @@ def _pairs(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(
             f"IJB template pair file {str(path)!r} line {number}: label must be 0 or 1"
         )
-    return values[:, :2], values[:, 2].astype(bool)
+    labels = values[:, 2].astype(bool)
+    if labels.all() or not labels.any():
+        raise ValueError(
+            f"IJB template pair file {str(path)!r}: every pair has label {int(labels[0])}; "
+            "a ROC needs both genuine (1) and impostor (0) pairs"
+        )
+    return values[:, :2], labels
 
 
 def _landmarks(path: Path, names: list[str], convention: str):
@@ -131,8 +137,12 @@ def _landmarks(path: Path, names: list[str], convention: str):
             f"{len(names)} faces, e.g. {missing[:3]}"
         )
     picked = values[[row_of[n] for n in names]]
-    if not np.isfinite(picked).all():
-        raise ValueError(f"IJB 5-point landmark file {str(path)!r}: non-finite values")
+    bad = ~np.isfinite(picked).all(axis=1)
+    if bad.any():
+        number = rows[row_of[names[int(np.argmax(bad))]]][0]
+        raise ValueError(
+            f"IJB 5-point landmark file {str(path)!r} line {number}: non-finite values"
+        )
     points = to_corner(picked[:, :10].reshape(-1, 5, 2), convention)
     return points, picked[:, 10].astype(np.float32)
 

@@ -80,6 +80,8 @@ def safe_load(path: str | Path):
     """Unpickle ``path`` with :class:`RestrictedUnpickler`; errors name the file."""
     path = Path(path)
     where = f"insightface .bin {str(path)!r}"
+    if path.is_dir():
+        raise IsADirectoryError(f"{where} is a directory; give the .bin file itself")
     if not path.is_file():
         raise FileNotFoundError(f"{where} does not exist")
     try:
@@ -180,6 +182,8 @@ def read_bin(path: str | Path, decode: bool = False) -> BinPairs:
     for i, value in enumerate(issame):
         if not isinstance(value, (bool, int)) or value not in (0, 1):
             raise ValueError(f"{where}: issame_list[{i}] is {value!r}, expected a bool")
+    if not issame:
+        raise ValueError(f"{where}: no pairs (an empty issame_list); nothing to evaluate")
     if len(bins) != 2 * len(issame):
         raise ValueError(
             f"{where}: {len(bins)} images for {len(issame)} pairs; expected 2 per pair"
