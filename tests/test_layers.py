@@ -47,6 +47,7 @@ JOBS = {
     "checkpoints",
     "loggers",
     "dry_run",
+    "input_errors",
 }
 
 #: unit -> the units it may import (besides itself and :data:`UTILITIES`)

@@ -27,11 +27,11 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from balanced_align.core.errors import naming
 from balanced_align.data.formats import BinPairs, read_bin
 from balanced_align.evaluation.benchmarks import EmbedOptions, embed_batches
 from balanced_align.evaluation.sharding import max_shard, pad_rows, shard_range, unshard
 from balanced_align.evaluation.verification import verification_accuracy
-from balanced_align.input_errors import naming
 
 
 def sync_buffers(module: torch.nn.Module, world: int) -> None:

@@ -15,17 +15,12 @@ import os
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
+from balanced_align.core.errors import InputError, naming
 from balanced_align.data.formats.insightface_bin import UnsafePickleError
 from balanced_align.data.shards.format import ShardError
 from balanced_align.data.validation import BadSampleError, DataConfigurationError
 from balanced_align.dry_run import DoesNotFitError
 from balanced_align.models.safe_load import UnsafeCheckpointError
-
-
-class InputError(ValueError):
-    """A config value or input file that cannot be used; the message names the key
-    (``loss.sample_rate``) or the file (and its line)."""
-
 
 #: errors whose message says all the user needs: the config key or the file and its line
 INPUT_ERRORS = (
@@ -41,18 +36,6 @@ INPUT_ERRORS = (
     ShardError,
     DoesNotFitError,
 )
-
-
-def naming(error: Exception, key: str) -> Exception:
-    """``error`` of reading the file(s) given by config ``key``, its message prefixed by the
-    key; a plain ValueError (a reader's "file, line: what is wrong") becomes an
-    :class:`InputError`, other types are kept."""
-    message = f"{key}: {error}"
-    if type(error) is ValueError:
-        return InputError(message)
-    if type(error) in (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        return type(error)(message)
-    return error
 
 
 def single_run() -> bool:
