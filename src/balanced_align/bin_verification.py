@@ -11,7 +11,7 @@ the other folds. It logs ``<prefix>/<file stem>/acc`` (mean held-out accuracy) a
 ``trainer.callback_metrics`` (so a ``ModelCheckpoint`` can monitor them).
 
 Under DDP each rank embeds one contiguous shard of the images
-(:mod:`balanced_align.evaluation.sharding`) with rank 0's buffers (BatchNorm statistics,
+(:mod:`balanced_align.core.sharding`) with rank 0's buffers (BatchNorm statistics,
 broadcast first: each rank's last batch moved its own); the shards are all-gathered, so every
 rank scores the whole set with the weights a checkpoint would hold, and logs the same numbers.
 """
@@ -28,9 +28,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from balanced_align.core.errors import naming
+from balanced_align.core.sharding import max_shard, pad_rows, shard_range, unshard
 from balanced_align.data.formats import BinPairs, read_bin
 from balanced_align.evaluation.benchmarks import EmbedOptions, embed_batches
-from balanced_align.evaluation.sharding import max_shard, pad_rows, shard_range, unshard
 from balanced_align.evaluation.verification import verification_accuracy
 
 

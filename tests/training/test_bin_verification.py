@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from balanced_align.bin_verification import BinVerification
+from balanced_align.core.sharding import max_shard, pad_rows, shard_range, unshard
 from balanced_align.data.formats import UnsafePickleError, read_bin, write_bin
 from balanced_align.data.synthfaces import SynthFaces
 from balanced_align.evaluating import load_checkpoint, make_embed
 from balanced_align.evaluation import benchmarks as bm
-from balanced_align.evaluation.sharding import max_shard, pad_rows, shard_range, unshard
 from balanced_align.input_errors import InputError
 from balanced_align.module import BalancedAlignModule
 from balanced_align.training import run as train

@@ -38,6 +38,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from balanced_align.core.sharding import shard_range
 from balanced_align.models.margins import angular_margin, cosine_margin, normalized_cosine
 
 #: margin name -> default m (AM-Softmax as in the paper, CosFace, ArcFace)
@@ -50,9 +51,8 @@ def shard_bounds(num_classes: int, rank: int, world: int) -> tuple[int, int]:
         raise ValueError(f"rank must be in [0, world), got rank={rank}, world={world}")
     if num_classes < world:
         raise ValueError(f"num_classes={num_classes} must be >= the world size {world}")
-    base, extra = divmod(num_classes, world)
-    start = rank * base + min(rank, extra)
-    return start, start + base + (rank < extra)
+    rows = shard_range(num_classes, rank, world)
+    return rows.start, rows.stop
 
 
 def reshard(shards: Sequence[Tensor], world: int) -> list[Tensor]:

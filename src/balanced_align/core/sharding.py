@@ -1,4 +1,6 @@
-"""Split an evaluation set over DDP ranks and put the gathered rows back in order.
+"""Split rows over DDP ranks and put the gathered rows back in order (an evaluation set in
+:mod:`balanced_align.bin_verification`, Partial FC's class centres in
+:mod:`balanced_align.models.partial_fc`).
 
 Each of ``world`` ranks embeds one contiguous shard (:func:`shard_range`; sizes differ by at
 most one), pads its rows to the largest shard (:func:`pad_rows`) because a collective
