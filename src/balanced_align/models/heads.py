@@ -22,8 +22,13 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from balanced_align.geometry.precision import full_precision
-from balanced_align.models.margins import angular_margin, cosine_margin, normalized_cosine
-from balanced_align.models.partial_fc import PARTIAL_FC_MARGINS, PartialFC
+from balanced_align.models.margins import (
+    DEFAULT_MARGINS,
+    angular_margin,
+    cosine_margin,
+    normalized_cosine,
+)
+from balanced_align.models.partial_fc import PartialFC
 
 
 def _check(embeddings: Tensor, labels: Tensor | None, in_features: int) -> None:
@@ -77,7 +82,11 @@ class AMSoftmax(_CosineHead):
     """Additive-margin softmax: logits = s·(cosθ − m·onehot(y)). Paper: s = 64, m = 0.35."""
 
     def __init__(
-        self, in_features: int, num_classes: int, s: float = 64.0, m: float = 0.35
+        self,
+        in_features: int,
+        num_classes: int,
+        s: float = 64.0,
+        m: float = DEFAULT_MARGINS["am"],
     ) -> None:
         super().__init__(in_features, num_classes, s)
         if not 0.0 <= m < 2.0:
@@ -94,7 +103,13 @@ class AMSoftmax(_CosineHead):
 class CosFace(AMSoftmax):
     """CosFace (large-margin cosine loss): same formula as AM-Softmax, default m = 0.4."""
 
-    def __init__(self, in_features: int, num_classes: int, s: float = 64.0, m: float = 0.4) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        s: float = 64.0,
+        m: float = DEFAULT_MARGINS["cos"],
+    ) -> None:
         super().__init__(in_features, num_classes, s, m)
 
 
@@ -111,7 +126,7 @@ class ArcFace(_CosineHead):
         in_features: int,
         num_classes: int,
         s: float = 64.0,
-        m: float = 0.5,
+        m: float = DEFAULT_MARGINS["arc"],
         easy_margin: bool = False,
     ) -> None:
         super().__init__(in_features, num_classes, s)
@@ -164,7 +179,7 @@ def build_head(name: str, in_features: int, num_classes: int, **kwargs) -> nn.Mo
     FC head "partial_fc_am" | "partial_fc_cos" | "partial_fc_arc" (kwargs: s, m,
     sample_rate)."""
     key = name.lower().replace("-", "").replace("_", "")
-    if key.startswith("partialfc") and key.removeprefix("partialfc") in PARTIAL_FC_MARGINS:
+    if key.startswith("partialfc") and key.removeprefix("partialfc") in DEFAULT_MARGINS:
         return PartialFC(in_features, num_classes, margin=key.removeprefix("partialfc"), **kwargs)
     if key not in HEADS:
         raise ValueError(f"head must be one of {sorted(HEADS)}, got {name!r}")

@@ -11,6 +11,10 @@ from torch.nn import functional as F
 
 from balanced_align.geometry.precision import full_precision
 
+#: margin kind -> default m: AM-Softmax as in the paper (cosine margin), CosFace (cosine
+#: margin), ArcFace (angular margin). The heads and Partial FC take their defaults from here.
+DEFAULT_MARGINS = {"am": 0.35, "cos": 0.4, "arc": 0.5}
+
 
 @full_precision
 def normalized_cosine(embeddings: Tensor, weight: Tensor) -> Tensor:
@@ -40,4 +44,4 @@ def angular_margin(cos: Tensor, labels: Tensor, m: float, easy_margin: bool = Fa
     return cos.scatter(1, labels[:, None], phi)
 
 
-__all__ = ["angular_margin", "cosine_margin", "normalized_cosine"]
+__all__ = ["DEFAULT_MARGINS", "angular_margin", "cosine_margin", "normalized_cosine"]

@@ -39,10 +39,12 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from balanced_align.core.sharding import shard_range
-from balanced_align.models.margins import angular_margin, cosine_margin, normalized_cosine
-
-#: margin name -> default m (AM-Softmax as in the paper, CosFace, ArcFace)
-PARTIAL_FC_MARGINS = {"am": 0.35, "cos": 0.4, "arc": 0.5}
+from balanced_align.models.margins import (
+    DEFAULT_MARGINS,
+    angular_margin,
+    cosine_margin,
+    normalized_cosine,
+)
 
 
 def shard_bounds(num_classes: int, rank: int, world: int) -> tuple[int, int]:
@@ -133,7 +135,7 @@ class PartialFC(nn.Module):
     Args:
         in_features: D. num_classes: C.
         margin: "am" | "cos" (s·(cosθ − m) at the target) | "arc" (s·cos(θ + m)).
-        s, m: scale and margin (m defaults to :data:`PARTIAL_FC_MARGINS`).
+        s, m: scale and margin (m defaults to :data:`DEFAULT_MARGINS`).
         sample_rate: fraction of each shard's centres used per step, in (0, 1].
 
     ``forward(embeddings (b, D), labels (b,))`` -> :class:`PartialFCOutput`; in a process
@@ -150,8 +152,8 @@ class PartialFC(nn.Module):
         sample_rate: float = 1.0,
     ) -> None:
         super().__init__()
-        if margin not in PARTIAL_FC_MARGINS:
-            raise ValueError(f"margin must be one of {sorted(PARTIAL_FC_MARGINS)}, got {margin!r}")
+        if margin not in DEFAULT_MARGINS:
+            raise ValueError(f"margin must be one of {sorted(DEFAULT_MARGINS)}, got {margin!r}")
         if not 0.0 < sample_rate <= 1.0:
             raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate}")
         if not s > 0:
@@ -162,7 +164,7 @@ class PartialFC(nn.Module):
             )
         self.in_features, self.num_classes = int(in_features), int(num_classes)
         self.margin, self.s = margin, float(s)
-        self.m = float(PARTIAL_FC_MARGINS[margin] if m is None else m)
+        self.m = float(DEFAULT_MARGINS[margin] if m is None else m)
         limit = math.pi / 2 if margin == "arc" else 2.0
         if not 0.0 <= self.m < limit:
             raise ValueError(f"margin m must be in [0, {limit:.4g}) for {margin!r}, got {self.m}")
@@ -305,7 +307,6 @@ class PartialFC(nn.Module):
 
 
 __all__ = [
-    "PARTIAL_FC_MARGINS",
     "PartialFC",
     "PartialFCOutput",
     "reshard",
