@@ -114,6 +114,24 @@ def test_inverse_from_initial_points_on_a_bent_warp():
     )
 
 
+def test_inverse_of_a_batch_is_the_inverse_of_each_point_alone():
+    """Newton is per point: solving many points of many warps at once (where most converge
+    early and some stall) gives each point what solving it on its own gives."""
+    tps = ThinPlateSpline(8)
+    source = _displaced(tps, 1.0, batch=3, seed=11)  # strong: some points stall
+    points = torch.rand(3, 40, 2, dtype=torch.float64) * 1.8 - 0.9
+    together = tps.inverse_points(source, points)
+    assert 0 < together.num_failed < points.shape[0] * points.shape[1]  # a mix of both
+    for b in range(3):
+        for p in range(0, 40, 7):
+            alone = tps.inverse_points(source[b : b + 1], points[b : b + 1, p : p + 1])
+            assert bool(alone.converged[0, 0]) == bool(together.converged[b, p])
+            if together.converged[b, p]:
+                torch.testing.assert_close(
+                    alone.points[0, 0], together.points[b, p], atol=1e-9, rtol=0
+                )
+
+
 def test_gradcheck_grid_and_warp_points():
     tps = ThinPlateSpline(3)
     source = _displaced(tps, 0.3, batch=2).requires_grad_(True)

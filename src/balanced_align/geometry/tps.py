@@ -203,31 +203,49 @@ class ThinPlateSpline(TransformFamily):
         else:
             y = expand_points(initial, batch).double()
         y = torch.nan_to_num(y.contiguous(), nan=0.0, posinf=0.0, neginf=0.0)
+        # Newton runs per point (each point's trajectory depends on its own residual only),
+        # so the points are flattened to N = B·P rows of one point each, and every
+        # iteration works on the live rows alone: a row leaves when it has converged, or
+        # when its line search failed (it keeps its y, so every later step would be the same
+        # step and fail again).
+        n_points = y.shape[1]
+        rows = torch.arange(batch, device=y.device).repeat_interleave(n_points)
+        y = y.reshape(-1, 1, 2)
+        target = target.reshape(-1, 1, 2)
+        parts = tuple(part[rows] for part in parts)
         residual, jacobian = self._residual_and_jacobian(y, target, *parts)
         norm = residual.norm(dim=-1)
+        live = (norm >= tolerance * 1e-3).squeeze(1)
         for _ in range(max_iterations):
-            if bool((norm < tolerance * 1e-3).all()):
+            index = live.nonzero().squeeze(1)
+            if index.numel() == 0:
                 break
-            step, _ = solve2x2(jacobian, residual)  # NaN where singular: no step there
+            y_live, target_live, norm_live = y[index], target[index], norm[index]
+            parts_live = tuple(part[index] for part in parts)
+            step, _ = solve2x2(jacobian[index], residual[index])  # NaN where singular: no step
             step = torch.nan_to_num(step, nan=0.0, posinf=0.0, neginf=0.0)
-            accepted = torch.zeros_like(norm, dtype=torch.bool)
+            accepted = torch.zeros_like(norm_live, dtype=torch.bool)
             scale = 1.0
             for _ in range(11):
-                candidate = y - scale * step
-                cand_residual = self._residual_and_jacobian(candidate, target, *parts, False)
-                cand_norm = cand_residual.norm(dim=-1)
-                better = (cand_norm < norm) & ~accepted
-                y = torch.where(better.unsqueeze(-1), candidate, y)
+                candidate = y_live - scale * step
+                cand_residual = self._residual_and_jacobian(
+                    candidate, target_live, *parts_live, False
+                )
+                better = (cand_residual.norm(dim=-1) < norm_live) & ~accepted
+                y_live = torch.where(better.unsqueeze(-1), candidate, y_live)
                 accepted |= better
                 if bool(accepted.all()):
                     break
                 scale *= 0.5
-            residual, jacobian = self._residual_and_jacobian(y, target, *parts)
-            new_norm = residual.norm(dim=-1)
-            if not bool(accepted.any()):
-                norm = new_norm
-                break
-            norm = new_norm
+            residual_live, jacobian_live = self._residual_and_jacobian(
+                y_live, target_live, *parts_live
+            )
+            y[index], residual[index], jacobian[index] = y_live, residual_live, jacobian_live
+            norm[index] = residual_live.norm(dim=-1)
+            live[index] = (accepted & (norm[index] >= tolerance * 1e-3)).squeeze(1)
+        y = y.reshape(batch, n_points, 2)
+        norm = norm.reshape(batch, n_points)
+        jacobian = jacobian.reshape(batch, n_points, 2, 2)
         converged = (norm < tolerance) & torch.isfinite(y).all(-1)
         folded = ~(torch.linalg.det(jacobian) > 0)
         return InversePoints(points=y.to(out_dtype), converged=converged, folded=folded)
