@@ -29,6 +29,8 @@ from balanced_align.data.sources import from_corner, to_corner
 
 META = "meta"
 IMAGES = "loose_crop"
+#: pixel convention of the insightface IJB release's 5-point files (0-based pixel centres)
+LANDMARK_CONVENTION = "zero_based_centre"
 
 
 def meta_paths(root: str | Path, name: str) -> dict[str, Path]:
@@ -147,7 +149,7 @@ def _landmarks(path: Path, names: list[str], convention: str):
     return points, picked[:, 10].astype(np.float32)
 
 
-def read_ijb(root: str | Path, name: str, landmark_convention: str = "zero_based_centre") -> IJBSet:
+def read_ijb(root: str | Path, name: str, landmark_convention: str = LANDMARK_CONVENTION) -> IJBSet:
     """Read set ``name`` (``ijbb`` | ``ijbc``) under ``root`` (layout: module docstring).
 
     Every template of the pair file must have faces. ``landmark_convention``: of the
@@ -177,7 +179,7 @@ def write_ijb(
     landmarks: np.ndarray,
     pairs: Sequence[tuple[int, int, int]],
     scores: Sequence[float] | None = None,
-    landmark_convention: str = "zero_based_centre",
+    landmark_convention: str = LANDMARK_CONVENTION,
 ) -> dict[str, Path]:
     """Write the meta files of set ``name`` under ``root`` (images are the caller's).
 
