@@ -153,7 +153,7 @@ def test_make_report_writes_markdown_and_figures(multirun, tmp_path):
     root, records = multirun
     out = tmp_path / "report"
     report = make_report([root], out)
-    for name in ("anme_vs_rank1", "input_vs_fmap", "rank1_per_yaw"):
+    for name in ("anme_vs_rank1", "anme_vs_verif", "input_vs_fmap", "rank1_per_yaw"):
         _check_png(out / f"{name}.png")
     text = (out / "report.md").read_text(encoding="utf-8")
     group = [
@@ -167,6 +167,15 @@ def test_make_report_writes_markdown_and_figures(multirun, tmp_path):
     assert text.count("\n| STN-") == 8 + 16  # summary rows + run rows
     assert (out / "summary.csv").is_file() and (out / "runs.csv").is_file()
     assert len(report.runs) == 16
+    # the verification figure plots each series' mean verification against its mean ANME
+    rows = report.summary[(report.summary.method == "tps") & (report.summary.location == "fmap")]
+    line = next(
+        line
+        for line in report.figures["anme_vs_verif"].axes[0].lines
+        if line.get_gid() == "STN-TPS-Grid-8@fmap"
+    )
+    np.testing.assert_allclose(sorted(line.get_ydata()), sorted(rows["verif_acc_mean"]))
+    np.testing.assert_allclose(sorted(line.get_xdata()), sorted(rows["anme_mean"]))
 
 
 def test_no_bars_without_both_locations(multirun, tmp_path):
@@ -175,7 +184,7 @@ def test_no_bars_without_both_locations(multirun, tmp_path):
         if json.loads(path.read_text())["location"] == "input":
             path.unlink()
     report = make_report(root, tmp_path / "out")
-    assert set(report.figures) == {"anme_vs_rank1", "rank1_per_yaw"}
+    assert set(report.figures) == {"anme_vs_rank1", "anme_vs_verif", "rank1_per_yaw"}
     assert not (tmp_path / "out" / "input_vs_fmap.png").exists()
 
 

@@ -63,6 +63,7 @@ class Report:
         ]
         captions = {
             "anme_vs_rank1": "ANME vs rank-1 (paper Fig. 3 / 7)",
+            "anme_vs_verif": "ANME vs verification accuracy",
             "input_vs_fmap": "Alignment at the input vs at the feature map (paper Fig. 4)",
             "rank1_per_yaw": "Rank-1 per |yaw| bin",
             "aligned_by_method": "Test faces aligned by each group's model (paper Fig. 1 / 2)",
@@ -122,11 +123,15 @@ class Report:
 
 
 def study_figures(summary: pd.DataFrame) -> dict[str, Figure]:
-    """The figures a summary supports: anme_vs_rank1, input_vs_fmap, rank1_per_yaw."""
+    """The figures a summary supports: anme_vs_rank1, anme_vs_verif (verification is the
+    primary metric of pair benchmarks such as LFW), input_vs_fmap, rank1_per_yaw."""
     figures = {}
-    if summary[["anme_mean", "rank1_mean"]].notna().all(axis=1).any():
-        figures["anme_vs_rank1"] = anme_rank1_figure(summary)
-    bars = location_bars_figure(summary)
+    for metric, name in (("rank1", "anme_vs_rank1"), ("verif_acc", "anme_vs_verif")):
+        column = f"{metric}_mean"
+        if column in summary and summary[["anme_mean", column]].notna().all(axis=1).any():
+            figures[name] = anme_rank1_figure(summary, metric=metric)
+    metrics = [m for m in ("rank1", "verif_acc", "anme") if f"{m}_mean" in summary]
+    bars = location_bars_figure(summary, metrics=metrics)
     if bars is not None:
         figures["input_vs_fmap"] = bars
     yaw = yaw_curves_figure(summary)
