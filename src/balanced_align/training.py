@@ -286,7 +286,7 @@ def _run(cfg: DictConfig) -> float | None:
         done = completed_result(results_path, flatten(plain(cfg)))
         if done is not None:
             log.info("resume_sweep: %s is complete; this job is skipped", results_path)
-            return _optimized_metric(cfg, done.val, done.test)
+            return _optimized_metric(cfg, done.val_best or done.val, done.test)
     if cfg.get("print_config", True):  # a job that runs: its config, also in the run dir
         _print_config(cfg, output_dir)
 
@@ -372,7 +372,7 @@ def _run(cfg: DictConfig) -> float | None:
         _print_paths(result, output_dir)
     log_final(loggers, flat_config, result)
 
-    return _optimized_metric(cfg, val_metrics, test_metrics)
+    return _optimized_metric(cfg, val_best or val_metrics, test_metrics)
 
 
 def _dry_run(cfg: DictConfig, config: ModuleConfig) -> None:
@@ -395,7 +395,11 @@ def _dry_run(cfg: DictConfig, config: ModuleConfig) -> None:
 
 
 def _optimized_metric(cfg: DictConfig, val_metrics: dict, test_metrics: dict) -> float | None:
-    """The value of ``cfg.optimized_metric`` (``"val/rank1"``-style), for sweepers."""
+    """The value of ``cfg.optimized_metric`` (``"val/rank1"``-style), for sweepers.
+
+    ``val_metrics``: the best checkpoint's validation where there is one (the model the run
+    delivers and tests), else the last validation.
+    """
     metric = cfg.get("optimized_metric")
     if metric:
         stage, _, name = metric.partition("/")
