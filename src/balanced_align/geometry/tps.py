@@ -212,8 +212,7 @@ class ThinPlateSpline(TransformFamily):
         rows = torch.arange(batch, device=y.device).repeat_interleave(n_points)
         y = y.reshape(-1, 1, 2)
         target = target.reshape(-1, 1, 2)
-        parts = tuple(part[rows] for part in parts)
-        residual, jacobian = self._residual_and_jacobian(y, target, *parts)
+        residual, jacobian = self._residual_and_jacobian(y, target, *(p[rows] for p in parts))
         norm = residual.norm(dim=-1)
         live = (norm >= tolerance * 1e-3).squeeze(1)
         for _ in range(max_iterations):
@@ -221,7 +220,7 @@ class ThinPlateSpline(TransformFamily):
             if index.numel() == 0:
                 break
             y_live, target_live, norm_live = y[index], target[index], norm[index]
-            parts_live = tuple(part[index] for part in parts)
+            parts_live = tuple(part[rows[index]] for part in parts)  # each row's warp
             step, _ = solve2x2(jacobian[index], residual[index])  # NaN where singular: no step
             step = torch.nan_to_num(step, nan=0.0, posinf=0.0, neginf=0.0)
             accepted = torch.zeros_like(norm_live, dtype=torch.bool)
