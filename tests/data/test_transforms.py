@@ -1,5 +1,7 @@
 """Landmark-aware transforms: flips, affine jitter and to_tensor keep landmarks on content."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -222,3 +224,39 @@ def test_bad_record_is_named():
         FaceTransform(False, 8, LMK84)(
             FaceRecord(np.zeros((8, 8, 3), np.uint8), np.zeros((5, 2)), 0)
         )
+
+
+def test_grey_and_erasing_keep_landmarks_and_change_only_what_they_say():
+    """gray_p = 1: the three channels equal the ITU-R 601 luma of the input; erase_p = 1: one
+    rectangle of erase_scale × the area turns black, everything else and the landmarks are
+    untouched; both at p = 0 (the default) leave the pipeline as before they existed."""
+    rng = np.random.default_rng(3)
+    image = rng.integers(1, 256, (48, 48, 3), dtype=np.uint8)  # no black pixel to start with
+    points = rng.uniform(1, 47, (5, 2)).astype(np.float32)
+    record = FaceRecord(image, points, 0)
+
+    grey = FaceTransform(True, 48, FIVE, replace(NO_JITTER, gray_p=1.0))(record)
+    out = _uint8(grey).astype(float)
+    luma = image.astype(float) @ np.array([0.299, 0.587, 0.114])
+    for channel in range(3):
+        np.testing.assert_allclose(out[..., channel], luma, atol=1.01)
+    np.testing.assert_allclose(_pixel_landmarks(grey, (48, 48)), points, atol=1e-4)
+
+    scale = (0.1, 0.15)
+    erase = replace(NO_JITTER, erase_p=1.0, erase_scale=scale)
+    transform = FaceTransform(True, 48, FIVE, erase)
+    for seed in range(5):
+        transform.reseed(seed)
+        sample = transform(record)
+        out = _uint8(sample)
+        black = (out == 0).all(axis=2)
+        rows, cols = np.nonzero(black)
+        box = np.zeros_like(black)
+        box[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] = True
+        np.testing.assert_array_equal(black, box)  # one filled rectangle
+        assert scale[0] - 0.02 <= black.mean() <= scale[1] + 0.02
+        np.testing.assert_array_equal(out[~black], image[~black])
+        np.testing.assert_allclose(_pixel_landmarks(sample, (48, 48)), points, atol=1e-4)
+
+    # off by default: the pipeline is the affine, colour and blur jitter alone
+    assert len(FaceTransform(True, 48, FIVE, JitterConfig())._compose.transforms) == 3

@@ -114,6 +114,11 @@ class JitterConfig:
     flip_p: horizontal flip. affine_p, scale, rotate (degrees), translate (fraction of
     size): geometric jitter. color_p, brightness/contrast/saturation (± fraction), hue
     (± fraction of the hue circle): colour jitter. blur_p, blur_sigma: Gaussian blur.
+    gray_p: grey scale (kept as 3 channels). erase_p, erase_scale: random erasing (one
+    rectangle of ``erase_scale`` × the image area, aspect 0.3–3.3, filled with 0 = black in
+    uint8; landmarks unchanged, as the face behind an occluder is where it was). Grey and
+    erasing are off by default and join the pipeline only when their probability is > 0,
+    so the default pipeline draws exactly the augmentations it drew before they existed.
     """
 
     flip_p: float = 0.5
@@ -128,10 +133,14 @@ class JitterConfig:
     hue: float = 0.02
     blur_p: float = 0.15
     blur_sigma: tuple[float, float] = (0.3, 1.2)
+    gray_p: float = 0.0
+    erase_p: float = 0.0
+    erase_scale: tuple[float, float] = (0.02, 0.2)
 
 
 def build_jitter(config: JitterConfig) -> A.Compose:
-    """albumentations pipeline of the affine, colour and blur jitter (no flip, no resize).
+    """albumentations pipeline of the affine, colour, blur, grey and erasing jitter (no flip,
+    no resize).
 
     Keypoints are in albumentations' "xy" (pixel-centre) frame; ``remove_invisible=False``
     keeps points that leave the image. The border is replicated: reflect modes would
@@ -155,6 +164,12 @@ def build_jitter(config: JitterConfig) -> A.Compose:
                 p=config.color_p,
             ),
             A.GaussianBlur(blur_limit=0, sigma_limit=config.blur_sigma, p=config.blur_p),
+            *([A.ToGray(p=config.gray_p)] if config.gray_p > 0 else []),
+            *(
+                [A.Erasing(scale=config.erase_scale, p=config.erase_p)]
+                if config.erase_p > 0
+                else []
+            ),
         ],
         keypoint_params=A.KeypointParams(format="xy", remove_invisible=False),
     )
