@@ -25,7 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 from balanced_align.checkpoints import module_from_checkpoint, read_checkpoint
 from balanced_align.config_schema import ModuleConfig
 from balanced_align.config_tree import print_config_tree
-from balanced_align.data.source_kinds import unknown_keys
+from balanced_align.data.source_kinds import require_options
+from balanced_align.data.transforms import JitterConfig
 from balanced_align.data.validation import BAD_SAMPLE_POLICIES
 from balanced_align.input_errors import InputError, report
 from balanced_align.loggers import build_loggers, log_config, log_final
@@ -132,6 +133,8 @@ def _validate_data_keys(data: DictConfig) -> None:
                 f"data.source (data.source.{name})"
             )
     _validate_source_keys(data.get("source"), "data.source")
+    if isinstance(data.get("jitter"), DictConfig):
+        require_options(JitterConfig, data.jitter, "data.jitter")
 
 
 def _validate_source_keys(node, key: str) -> None:
@@ -145,10 +148,7 @@ def _validate_source_keys(node, key: str) -> None:
     cls = get_class(node._target_)
     if not dataclasses.is_dataclass(cls):
         return
-    unknown = unknown_keys(cls, [name for name in node if not str(name).startswith("_")])
-    if unknown:
-        known = ", ".join(field.name for field in dataclasses.fields(cls))
-        raise ValueError(f"{key}.{unknown[0]}: not an option of {cls.__name__} ({known})")
+    require_options(cls, [name for name in node if not str(name).startswith("_")], key)
     for name in node:
         child = node._get_node(name)
         if isinstance(child, DictConfig) and "_target_" in child:

@@ -113,6 +113,8 @@ def test_data_config_instantiates(tmp_path):
             ["data=shards", "data.source.shards=s", "+data.source.evaluation.val_pairs=20"],
             r"data\.source\.evaluation\.val_pairs: not an option of SynthFacesEvaluation",
         ),
+        # a misspelt augmentation key would only fail inside the data module
+        (["+data.jitter.blurp=0.3"], r"data\.jitter\.blurp: not an option of JitterConfig"),
         # the lr is scaled by optim.batch_size: it must be the batch that is trained
         (["optim.batch_size=32"], r"optim\.batch_size=32 must equal data\.batch_size=64"),
     ],

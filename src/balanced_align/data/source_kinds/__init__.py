@@ -22,8 +22,8 @@ from balanced_align.data.source_kinds.lfw import LFWSource
 from balanced_align.data.source_kinds.registry import (
     EVALUATIONS,
     SOURCES,
+    require_options,
     source_from_config,
-    unknown_keys,
 )
 from balanced_align.data.source_kinds.shards import ShardSource
 from balanced_align.data.source_kinds.synthfaces import SynthFacesEvaluation, SynthFacesSource
@@ -46,6 +46,6 @@ __all__ = [
     "TreeOptions",
     "from_flat_arguments",
     "plain",
+    "require_options",
     "source_from_config",
-    "unknown_keys",
 ]

@@ -28,10 +28,18 @@ EVALUATIONS: dict[str, type[SourceKind]] = {
 }
 
 
-def unknown_keys(cls: type, keys) -> list[str]:
-    """The ``keys`` that are not fields of dataclass ``cls``."""
-    names = {field.name for field in dataclasses.fields(cls)}
-    return sorted(str(key) for key in keys if key not in names)
+def require_options(cls: type, keys, key: str, kind: str | None = None) -> None:
+    """Raise ``ValueError`` naming ``key.<name>`` for the first of ``keys`` that is not a
+    field of dataclass ``cls`` (its options listed): one rule for source kinds read from a
+    checkpoint's dict (``kind`` named) and for Hydra nodes (training.py)."""
+    names = sorted(field.name for field in dataclasses.fields(cls))
+    unknown = sorted(str(name) for name in keys if name not in names)
+    if unknown:
+        which = f"kind {kind!r}; " if kind is not None else ""
+        raise ValueError(
+            f"{key}.{unknown[0]}: not an option of {cls.__name__} ({which}its options: "
+            f"{', '.join(names)})"
+        )
 
 
 def _from_config(config: Mapping, kinds: Mapping[str, type], key: str):
@@ -40,13 +48,7 @@ def _from_config(config: Mapping, kinds: Mapping[str, type], key: str):
     if kind not in kinds:
         raise ValueError(f"{key}.kind must be one of {sorted(kinds)}, got {kind!r}")
     cls = kinds[kind]
-    unknown = unknown_keys(cls, config)
-    if unknown:
-        known = sorted(field.name for field in dataclasses.fields(cls))
-        raise ValueError(
-            f"{key}.{unknown[0]}: not an option of {cls.__name__} (kind {kind!r}; its "
-            f"options: {', '.join(known)})"
-        )
+    require_options(cls, config, key, kind)
     if isinstance(config.get("evaluation"), Mapping):
         config["evaluation"] = _from_config(config["evaluation"], EVALUATIONS, f"{key}.evaluation")
     return cls(**config)
