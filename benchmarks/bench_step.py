@@ -6,7 +6,11 @@ the warp parameters only, as the real one is), backward, SGD with momentum. Mode
 the project's ``build_recognizer``; the STN variants are STN-TPS-8 at the stage-0 feature map
 with the LocNet of ``conf/align`` (``locnet_input_size``, ``locnet_width``) or cheaper ones.
 Variants run interleaved round-robin, so load on a shared machine hits all alike; the table
-gives the median ms per step and the ratio to the plain step of the same size.
+gives the median ms per step and the ratio to the plain step of the same size. With several
+``--threads`` counts, every variant runs at each (``torch.set_num_threads`` before each call,
+interleaved too) and the ratio is to the plain step at the first count: what a second core buys
+a run that has the machine to itself (``experiment=lfw``'s sizes are ir18_64 and its wider
+variants ir18_64_w0.375 / ir18_64_w0.5).
 
 ``--breakdown`` also times the STN's parts in isolation, for the first STN variant (median ms,
 and % of the plain step): the LocNet's input resize, LocNet forward and forward + backward,
@@ -14,12 +18,13 @@ the TPS grid forward + backward, ``grid_sample`` forward and forward + backward,
 NCHW → channels-last copy of the feature map.
 
     python benchmarks/bench_step.py [--sizes ir18_64 ir34_112] [--variants plain tps8 ...]
-        [--repeats 7] [--threads 1] [--breakdown]
+        [--repeats 7] [--threads 1 [2 ...]] [--breakdown]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import time
@@ -36,6 +41,20 @@ SIZES = {
     "ir18_64": {  # the default CPU run
         "backbone": "iresnet18",
         "width": 0.25,
+        "input_size": 64,
+        "embedding_dim": 128,
+        "batch": 64,
+    },
+    "ir18_64_w0.375": {
+        "backbone": "iresnet18",
+        "width": 0.375,
+        "input_size": 64,
+        "embedding_dim": 128,
+        "batch": 64,
+    },
+    "ir18_64_w0.5": {
+        "backbone": "iresnet18",
+        "width": 0.5,
         "input_size": 64,
         "embedding_dim": 128,
         "batch": 64,
@@ -99,6 +118,16 @@ class Step:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+
+
+def _at_threads(step: Callable[[], object], threads: int) -> Callable[[], None]:
+    """``step`` run with ``threads`` intra-op threads."""
+
+    def run() -> None:
+        torch.set_num_threads(threads)
+        step()
+
+    return run
 
 
 def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
@@ -177,31 +206,43 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     # one thread by default: on a shared, loaded machine an OpenMP team stalls on the busiest
     # core, which measures the machine rather than the model
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1])
     parser.add_argument("--breakdown", action="store_true")
     args = parser.parse_args()
     variants = list(dict.fromkeys(["plain", *args.variants]))
-    torch.set_num_threads(args.threads)
+    counts = list(dict.fromkeys(args.threads))
+    runs = list(itertools.product(counts, variants))
+    rows = [f"{name} @{n}t" if len(counts) > 1 else name for n, name in runs]
+    baseline = rows[0]
+    torch.set_num_threads(counts[0])
     load = os.getloadavg()[0]
-    print(f"torch {torch.__version__}, {args.threads} thread(s), median of {args.repeats}")
+    print(f"torch {torch.__version__}, {counts} thread(s), median of {args.repeats}")
     results: dict[str, dict[str, float]] = {}
     parts: dict[str, dict[str, float]] = {}
     for size_name in args.sizes:
         size = SIZES[size_name]
         steps = {name: Step(size, VARIANTS[name]) for name in variants}
-        results[size_name] = interleaved(steps, args.repeats)
+        fns = {row: _at_threads(steps[name], n) for row, (n, name) in zip(rows, runs)}
+        results[size_name] = interleaved(fns, args.repeats)
+        torch.set_num_threads(counts[0])
         stn_names = [name for name in variants if name != "plain"]
         if args.breakdown and stn_names:
             parts[size_name] = interleaved(breakdown(steps[stn_names[0]]), args.repeats)
     print(f"load average (1 min): {load:.2f} before, {os.getloadavg()[0]:.2f} after")
-    print("| variant | " + " | ".join(f"{s} ms/step | {s} / plain" for s in args.sizes) + " |")
-    print("|---|" + "---|---|" * len(args.sizes))
-    for name in variants:
+    print(
+        "| variant | "
+        + " | ".join(f"{s} ms/step | {s} img/s | {s} / {baseline}" for s in args.sizes)
+        + " |"
+    )
+    print("|---|" + "---|---|---|" * len(args.sizes))
+    for row in rows:
         cells = []
         for size_name in args.sizes:
-            seconds = results[size_name][name]
-            cells.append(f"{seconds * 1e3:.0f} | {seconds / results[size_name]['plain']:.3f}×")
-        print(f"| {name} | " + " | ".join(cells) + " |")
+            seconds = results[size_name][row]
+            images = SIZES[size_name]["batch"] / seconds
+            ratio = seconds / results[size_name][baseline]
+            cells.append(f"{seconds * 1e3:.0f} | {images:.0f} | {ratio:.3f}×")
+        print(f"| {row} | " + " | ".join(cells) + " |")
     if parts:
         first = next(name for name in variants if name != "plain")
         print(f"\nparts of the {first} step, in isolation (ms, % of the plain step):")
@@ -209,7 +250,7 @@ def main() -> None:
         print("|---|" + "---|---|" * len(parts))
         for part in next(iter(parts.values())):
             cells = [
-                f"{parts[s][part] * 1e3:.1f} | {100 * parts[s][part] / results[s]['plain']:.1f}"
+                f"{parts[s][part] * 1e3:.1f} | {100 * parts[s][part] / results[s][baseline]:.1f}"
                 for s in parts
             ]
             print(f"| {part} | " + " | ".join(cells) + " |")
