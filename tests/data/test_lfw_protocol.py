@@ -165,3 +165,21 @@ def test_the_real_photograph_study_sweeps_pin_the_studys_settings(experiment, sw
     assert (cfg.loss.head, cfg.loss.scale, cfg.loss.margin) == ("cosface", 30.0, 0.2)
     assert (cfg.optim.weight_decay, cfg.optim.warmup_fraction) == (5e-4, 0.05)
     assert cfg.optim.lr == 0.2 and cfg.optim.milestones == compose_train([]).optim.milestones
+
+
+def test_the_study_base_and_its_sweeps_align_as_the_study_ran():
+    study = compose_train(["experiment=lfw_study"])
+    assert (study.align.method, study.align.location, study.loss["lambda"]) == (
+        "affine2d",
+        "input",
+        0.0,
+    )
+    for experiment, method, location in [
+        ("lfw_lambda_sweep", "tps", "fmap"),
+        ("lfw_input_vs_fmap", "tps", "fmap"),  # the sweep sets align.location
+        ("lfw_methods_input", "affine2d", "input"),  # the sweep sets align
+    ]:
+        cfg = compose_train([f"experiment={experiment}"])
+        assert (cfg.align.method, cfg.align.location) == (method, location), experiment
+    swept = compose_train(["experiment=lfw_methods_input", "align=none"])
+    assert swept.align.method == "none"  # the command line (the sweeper) beats the base
