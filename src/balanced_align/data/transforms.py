@@ -146,33 +146,29 @@ def build_jitter(config: JitterConfig) -> A.Compose:
     keeps points that leave the image. The border is replicated: reflect modes would
     make albumentations add mirrored copies of keypoints.
     """
-    return A.Compose(
-        [
-            A.Affine(
-                scale=config.scale,
-                rotate=config.rotate,
-                translate_percent=config.translate,
-                interpolation=cv2.INTER_LINEAR,
-                border_mode=cv2.BORDER_REPLICATE,
-                p=config.affine_p,
-            ),
-            A.ColorJitter(
-                brightness=config.brightness,
-                contrast=config.contrast,
-                saturation=config.saturation,
-                hue=config.hue,
-                p=config.color_p,
-            ),
-            A.GaussianBlur(blur_limit=0, sigma_limit=config.blur_sigma, p=config.blur_p),
-            *([A.ToGray(p=config.gray_p)] if config.gray_p > 0 else []),
-            *(
-                [A.Erasing(scale=config.erase_scale, p=config.erase_p)]
-                if config.erase_p > 0
-                else []
-            ),
-        ],
-        keypoint_params=A.KeypointParams(format="xy", remove_invisible=False),
-    )
+    steps = [
+        A.Affine(
+            scale=config.scale,
+            rotate=config.rotate,
+            translate_percent=config.translate,
+            interpolation=cv2.INTER_LINEAR,
+            border_mode=cv2.BORDER_REPLICATE,
+            p=config.affine_p,
+        ),
+        A.ColorJitter(
+            brightness=config.brightness,
+            contrast=config.contrast,
+            saturation=config.saturation,
+            hue=config.hue,
+            p=config.color_p,
+        ),
+        A.GaussianBlur(blur_limit=0, sigma_limit=config.blur_sigma, p=config.blur_p),
+    ]
+    if config.gray_p > 0:
+        steps.append(A.ToGray(p=config.gray_p))
+    if config.erase_p > 0:
+        steps.append(A.Erasing(scale=config.erase_scale, p=config.erase_p))
+    return A.Compose(steps, keypoint_params=A.KeypointParams(format="xy", remove_invisible=False))
 
 
 class FaceTransform:
