@@ -125,6 +125,9 @@ def _worker(rank, world, init_file, out_dir):
                 "full": head.gather_full(),
             }
         torch.save(results, f"{out_dir}/rank{rank}.pt")
+        # both ranks done before teardown: a rank destroying its group while the other is still
+        # in gloo's last exchange can abort ("terminate called without an active exception")
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
